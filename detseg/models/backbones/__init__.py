@@ -1,0 +1,32 @@
+"""Backbone registry: config names -> constructors. Nothing is imported from a config string."""
+from __future__ import annotations
+
+from functools import partial
+
+from detseg.models.backbones.alexnet import AlexNetBackbone
+from detseg.models.backbones.base import Backbone, FeatureSpec
+from detseg.models.backbones.mobilenet import MobileNetV3Backbone
+from detseg.models.backbones.resnet import ResNetBackbone
+from detseg.models.backbones.vgg import VGGBackbone
+
+BACKBONES = {
+    **{name: partial(ResNetBackbone, name) for name in ("resnet18", "resnet34", "resnet50", "resnet101")},
+    "vgg16": partial(VGGBackbone, "vgg16"),
+    "vgg16_bn": partial(VGGBackbone, "vgg16_bn"),
+    "mobilenet_v3_large": partial(MobileNetV3Backbone, "mobilenet_v3_large"),
+    "alexnet": partial(AlexNetBackbone, "alexnet"),
+}
+
+
+def build_backbone(cfg) -> Backbone:
+    """cfg: ``model.backbone`` section."""
+    if cfg.name not in BACKBONES:
+        import difflib
+
+        close = difflib.get_close_matches(cfg.name, list(BACKBONES), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"model.backbone.name '{cfg.name}' is unknown{hint} (known: {', '.join(BACKBONES)})")
+    return BACKBONES[cfg.name](weights=cfg.weights, norm=cfg.norm, freeze_at=cfg.freeze_at, width=cfg.width)
+
+
+__all__ = ["BACKBONES", "Backbone", "FeatureSpec", "build_backbone"]

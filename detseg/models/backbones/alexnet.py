@@ -1,0 +1,27 @@
+"""AlexNet (torchvision's single-GPU variant): conv5 at stride 16 and its pool at stride 32."""
+from __future__ import annotations
+
+import torchvision
+from torch import Tensor, nn
+
+from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights
+
+
+class AlexNetBackbone(Backbone):
+    def __init__(self, name="alexnet", weights=None, freeze_at=0, **_):
+        super().__init__()
+        enum, local = resolve_weights(name, weights)
+        net = torchvision.models.alexnet(weights=enum)
+        if local is not None:
+            load_local_weights(net, local)
+        self.features = net.features
+        self._spec = {"s16": FeatureSpec(256, 16), "s32": FeatureSpec(256, 32)}
+        convs = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
+        freeze_modules([self.features[: convs[freeze_at]]] if 0 < freeze_at < len(convs) else [])
+
+    def output_spec(self) -> dict[str, FeatureSpec]:
+        return dict(self._spec)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        s16 = self.features[:12](images)  # through conv5's ReLU
+        return {"s16": s16, "s32": self.features[12](s16)}

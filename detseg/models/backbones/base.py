@@ -1,0 +1,88 @@
+"""The backbone contract: features keyed by stride, described by their shapes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    channels: int
+    stride: int
+
+
+def stride_key(stride: int) -> str:
+    return f"s{stride}"
+
+
+class Backbone(nn.Module):
+    """Returns ``dict[str, Tensor]`` keyed ``"s<stride>"``; heads read ``output_spec()``."""
+
+    def output_spec(self) -> dict[str, FeatureSpec]:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def norm_layer_factory(norm: str):
+    """Normalisation choices shared by every backbone; named in ``model.backbone.norm``."""
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(min(32, channels // 4) or 1, channels)
+    raise ValueError(f"model.backbone.norm must be one of bn, frozen_bn, gn; got '{norm}'")
+
+
+def freeze_modules(modules: list[nn.Module]) -> None:
+    for module in modules:
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def select_features(features: dict[str, Tensor], spec: dict[str, FeatureSpec], wanted: list[str]):
+    """Keep the requested strides, failing with the available ones named."""
+    missing = [name for name in wanted if name not in spec]
+    if missing:
+        raise ValueError(
+            f"model.backbone.out_features asks for {missing}, this backbone gives {sorted(spec, key=lambda k: spec[k].stride)}"
+        )
+    return {name: features[name] for name in wanted}
+
+
+def resolve_weights(builder, weights: str | None):
+    """Map ``model.backbone.weights`` to a torchvision weights enum (None, a name) or a local file.
+
+    Returns ``(enum_or_None, local_path_or_None)``. torchvision downloads an enum's
+    file on first use, which needs a network; a local path never does.
+    """
+    if weights is None:
+        return None, None
+    if Path(weights).is_file():
+        return None, Path(weights)
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(builder)
+    try:
+        return enum[weights], None
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise ValueError(
+            f"model.backbone.weights '{weights}' is neither a file nor one of {enum.__name__}: {names}"
+        ) from None
+
+
+def load_local_weights(module: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    real_missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
+    if real_missing:
+        raise ValueError(f"{path}: backbone weights lack {len(real_missing)} keys, e.g. {real_missing[:3]}")

@@ -1,0 +1,84 @@
+"""ResNet backbones on torchvision's definitions, plus width-scaled variants for CPU training."""
+from __future__ import annotations
+
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from detseg.models.backbones.base import (
+    Backbone,
+    FeatureSpec,
+    freeze_modules,
+    load_local_weights,
+    norm_layer_factory,
+    resolve_weights,
+)
+
+_DEPTHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+}
+
+
+class ResNetBackbone(Backbone):
+    """Stem + four stages; ``s4..s32`` are the outputs of layer1..layer4.
+
+    Attribute names follow torchvision's ResNet so its state dicts load unchanged.
+    """
+
+    def __init__(self, name: str, weights=None, norm="bn", freeze_at=0, width=1.0):
+        super().__init__()
+        block, layers = _DEPTHS[name]
+        norm_layer = norm_layer_factory(norm)
+        if width == 1.0:
+            enum, local = resolve_weights(name, weights)
+            net = getattr(torchvision.models, name)(weights=enum, norm_layer=norm_layer)
+            if local is not None:
+                load_local_weights(net, local)
+        else:
+            if weights is not None:
+                raise ValueError("model.backbone.weights needs width 1.0 (torchvision has no scaled ResNets)")
+            net = _scaled_resnet(block, layers, width, norm_layer)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self._spec = {
+            f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), 4 * 2**i)
+            for i, stage in enumerate([self.layer1, self.layer2, self.layer3, self.layer4])
+        }
+        stages = [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4]
+        freeze_modules(stages[:freeze_at])
+
+    def output_spec(self) -> dict[str, FeatureSpec]:
+        return dict(self._spec)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        s4 = self.layer1(x)
+        s8 = self.layer2(s4)
+        s16 = self.layer3(s8)
+        s32 = self.layer4(s16)
+        return {"s4": s4, "s8": s8, "s16": s16, "s32": s32}
+
+
+def _stage_channels(stage: nn.Sequential) -> int:
+    last = stage[-1]
+    return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+
+def _scaled_resnet(block, layers, width, norm_layer):
+    """torchvision's ResNet with every stage's width multiplied: 0.5 halves channels (~4x fewer FLOPs)."""
+    net = torchvision.models.ResNet(block, layers, norm_layer=norm_layer)
+    base = max(8, int(round(64 * width)))
+    net.inplanes = base
+    net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = norm_layer(base)
+    net.layer1 = net._make_layer(block, base, layers[0])
+    net.layer2 = net._make_layer(block, base * 2, layers[1], stride=2)
+    net.layer3 = net._make_layer(block, base * 4, layers[2], stride=2)
+    net.layer4 = net._make_layer(block, base * 8, layers[3], stride=2)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return net

@@ -1,0 +1,42 @@
+"""Two-stage detectors: backbone -> optional neck -> proposal source -> RoI heads.
+
+Faster R-CNN is this class with an RPN and RoIAlign; Fast R-CNN swaps in
+precomputed proposals and RoIPool; nothing else changes.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from detseg.models.meta_arch.base import Detector
+from detseg.structures import Batch, Instances
+
+
+class TwoStageDetector(Detector):
+    def __init__(self, backbone: nn.Module, neck: nn.Module | None, proposal_generator: nn.Module,
+                 roi_heads: nn.Module, pixel_mean, pixel_std, size_divisibility: int):
+        super().__init__(pixel_mean, pixel_std, size_divisibility)
+        self.backbone = backbone
+        self.neck = neck
+        self.rpn = proposal_generator
+        self.roi_heads = roi_heads
+
+    def features(self, batch: Batch) -> dict[str, Tensor]:
+        features = self.backbone(self.preprocess(batch))
+        return self.neck(features) if self.neck is not None else features
+
+    def forward_loss(self, batch: Batch) -> dict[str, Tensor]:
+        features = self.features(batch)
+        proposals, losses = self.rpn(features, batch, with_loss=True)
+        return {**losses, **self.roi_heads.loss(features, proposals, batch)}
+
+    def forward_predict(self, batch: Batch) -> list[Instances]:
+        features = self.features(batch)
+        proposals, _ = self.rpn(features, batch, with_loss=False)
+        return self.roi_heads.predict(features, proposals, batch)
+
+    def forward_both(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
+        """Validation loss and predictions from one backbone pass (called in eval mode)."""
+        features = self.features(batch)
+        proposals, losses = self.rpn(features, batch, with_loss=True)
+        losses.update(self.roi_heads.loss(features, proposals, batch))
+        return losses, self.roi_heads.predict(features, proposals, batch)

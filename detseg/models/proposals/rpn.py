@@ -1,0 +1,117 @@
+"""Region Proposal Network (Ren et al. 2015), batched over images and levels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation, batched_nms, remove_small_boxes
+
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.box_coder import BoxCoder
+from detseg.models.layers.postprocess import clip_to_image_sizes, top_k_per_image
+from detseg.models.layers.matching import match_boxes, pad_boxes, sample_balanced
+from detseg.models.proposals.anchors import AnchorGenerator
+from detseg.structures import Batch
+
+
+class RPNHead(nn.Module):
+    """Shared 3x3 conv, then per-anchor objectness and box deltas (names as torchvision's)."""
+
+    def __init__(self, channels: int, num_anchors: int, conv_depth: int = 1):
+        super().__init__()
+        self.conv = nn.Sequential(
+            *[Conv2dNormActivation(channels, channels, kernel_size=3, norm_layer=None) for _ in range(conv_depth)]
+        )
+        self.cls_logits = nn.Conv2d(channels, num_anchors, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(channels, num_anchors * 4, kernel_size=1)
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, feature: Tensor) -> tuple[Tensor, Tensor]:
+        """-> objectness [B, H*W*A], deltas [B, H*W*A, 4], location-major like the anchors."""
+        t = self.conv(feature)
+        logits, deltas = self.cls_logits(t), self.bbox_pred(t)
+        b, a, h, w = logits.shape
+        logits = logits.permute(0, 2, 3, 1).reshape(b, -1)
+        deltas = deltas.view(b, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4)
+        return logits, deltas
+
+
+class RPN(nn.Module):
+    """Proposal source: ``forward(features, batch) -> (proposals per image, loss dict)``."""
+
+    def __init__(self, cfg, in_spec: dict[str, FeatureSpec]):
+        super().__init__()
+        self.cfg = cfg
+        self.in_features = list(cfg.in_features)
+        channels = {in_spec[k].channels for k in self.in_features}
+        if len(channels) != 1:
+            raise ValueError(f"model.rpn.in_features {self.in_features} have different channel counts {channels}")
+        self.strides = [in_spec[k].stride for k in self.in_features]
+        self.anchor_generator = AnchorGenerator(cfg.anchor_sizes, cfg.aspect_ratios)
+        counts = set(self.anchor_generator.num_anchors_per_location)
+        if len(counts) != 1:
+            raise ValueError("model.rpn.anchor_sizes must give every level the same number of sizes")
+        self.head = RPNHead(channels.pop(), counts.pop(), cfg.conv_depth)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def forward(self, features: dict[str, Tensor], batch: Batch, with_loss: bool):
+        maps = [features[k] for k in self.in_features]
+        outputs = [self.head(m) for m in maps]
+        logits = torch.cat([o[0] for o in outputs], dim=1)
+        deltas = torch.cat([o[1] for o in outputs], dim=1)
+        anchors_per_level = self.anchor_generator([m.shape[-2:] for m in maps], self.strides, logits.device)
+        anchors = torch.cat(anchors_per_level)
+        boxes = self.box_coder.decode(deltas.detach(), anchors[None]).squeeze(-2)
+        proposals = self._select(boxes, logits.detach(), [len(a) for a in anchors_per_level], batch.image_sizes)
+        losses = self._loss(logits, deltas, anchors, batch) if with_loss else {}
+        return proposals, losses
+
+    def _select(self, boxes: Tensor, logits: Tensor, level_sizes: list[int], image_sizes) -> list[Tensor]:
+        """Top-k per level, then clip, drop tiny and low boxes, NMS per (image, level), top-k per image."""
+        pre_k = self.cfg.pre_nms_topk_train if self.training else self.cfg.pre_nms_topk_test
+        post_k = self.cfg.post_nms_topk_train if self.training else self.cfg.post_nms_topk_test
+        num_images, num_levels = boxes.shape[0], len(level_sizes)
+        top_idx, levels = [], []
+        for level, (scores, offset) in enumerate(zip(logits.split(level_sizes, 1), _offsets(level_sizes))):
+            idx = scores.topk(min(pre_k, scores.shape[1]), dim=1).indices + offset
+            top_idx.append(idx)
+            levels.append(torch.full_like(idx, level))
+        top_idx, levels = torch.cat(top_idx, 1), torch.cat(levels, 1)
+        rows = torch.arange(num_images, device=boxes.device)[:, None]
+        boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()
+        image_idx = rows.expand_as(levels)
+        boxes, scores, image_idx, levels = (t.flatten(0, 1) for t in (boxes, scores, image_idx, levels))
+        boxes = clip_to_image_sizes(boxes, image_idx, image_sizes)
+        keep = remove_small_boxes(boxes, self.cfg.min_box_size)
+        keep = keep[scores[keep] >= self.cfg.score_thresh]
+        keep = keep[batched_nms(boxes[keep], scores[keep], (image_idx * num_levels + levels)[keep], self.cfg.nms_thresh)]
+        keep_top, counts = top_k_per_image(image_idx[keep], num_images, post_k)
+        return list(boxes[keep][keep_top].split(counts))
+
+    def _loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor, batch: Batch) -> dict[str, Tensor]:
+        gt, gt_valid = pad_boxes([b[~c] for b, c in zip(batch.boxes, batch.iscrowd)])
+        matched, labels = match_boxes(
+            anchors, gt, gt_valid, self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh, allow_low_quality=True
+        )
+        sampled = sample_balanced(labels, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
+        positive = sampled & (labels > 0)
+        num_sampled = sampled.sum().clamp(min=1)
+        objectness = F.binary_cross_entropy_with_logits(
+            logits[sampled], positive[sampled].to(logits.dtype), reduction="sum"
+        )
+        rows = torch.arange(gt.shape[0], device=gt.device)[:, None]
+        matched_gt = gt[rows, matched][positive]
+        targets = self.box_coder.encode(matched_gt, anchors.expand(gt.shape[0], -1, -1)[positive])
+        box = F.smooth_l1_loss(deltas[positive], targets, beta=self.cfg.smooth_l1_beta, reduction="sum")
+        return {"loss_rpn_cls": objectness / num_sampled, "loss_rpn_box": box / num_sampled}
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out, total = [], 0
+    for size in sizes:
+        out.append(total)
+        total += size
+    return out
