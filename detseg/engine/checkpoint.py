@@ -1,0 +1,149 @@
+"""Atomic checkpoint files that only ever load with `torch.load(weights_only=True)`.
+
+A checkpoint is a dict of plain types: tensors, numbers, strings, lists and dicts.
+Nothing in it is unpickled as code, so loading a file from elsewhere cannot run it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "detseg-checkpoint"
+VERSION = 1
+# Keys every detseg training checkpoint has; a file without them came from somewhere else.
+REQUIRED_KEYS = ("format", "version", "model", "iteration")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable detseg checkpoint (empty, truncated, foreign, unsafe)."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`.
+
+    The rename is atomic on POSIX within one filesystem, so a crash at any point
+    leaves either the previous checkpoint or the new one, never a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {**state, "format": FORMAT, "version": VERSION}
+    # A unique name (not mkstemp, whose 0600 mode would survive the rename) so the
+    # file gets the usual umask permissions and concurrent writers never collide.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself; best effort (not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_file(path: Path, map_location: Any) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty")
+    try:
+        with warnings.catch_warnings():
+            # torch warns before refusing a foreign pickle; the CheckpointError says it better.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, refused global, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {_describe(exc)}") from None
+
+
+def _describe(exc: Exception) -> str:
+    """One line for torch.load's many-paragraph errors."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+)", text)
+        detail = found.group(0) if found else "a pickled object"
+        return f"refused by weights-only loading ({detail}); it holds Python objects, not just tensors"
+    if "PytorchStreamReader" in text or isinstance(exc, EOFError):
+        return "truncated or corrupt (incomplete torch zip archive)"
+    first = (text.strip().splitlines() or [""])[0][:120]
+    return f"not a torch checkpoint ({type(exc).__name__}: {first})"
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    state = _read_file(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a detseg checkpoint (no '{FORMAT}' marker)")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete detseg checkpoint (missing {', '.join(missing)})")
+    if state["version"] > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state['version']}, newer than this detseg ({VERSION})")
+    return state
+
+
+def load_model_weights(model: nn.Module, path: str | Path, strict: bool = False) -> dict[str, list[str]]:
+    """Load a detseg checkpoint's "model" or a bare state dict into `model`.
+
+    Keys that are missing, unexpected or of another shape (e.g. a classifier for a
+    different class count) are skipped and reported; returns them by kind. With
+    strict=True any such key is an error.
+    """
+    path = Path(path)
+    state = _read_file(path, "cpu")
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds neither a detseg checkpoint nor a state dict of tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from a DDP wrapper
+    report = _match_keys(model.state_dict(), state)
+    if len(report["loaded"]) == 0:
+        raise CheckpointError(f"{path}: none of its {len(state)} tensors match the model's parameter names")
+    _report(path, report, strict)
+    model.load_state_dict({k: state[k] for k in report["loaded"]}, strict=False)
+    return report
+
+
+def _match_keys(own: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    shared = [k for k in own if k in theirs]
+    return {
+        "loaded": [k for k in shared if own[k].shape == theirs[k].shape],
+        "shape_mismatch": [k for k in shared if own[k].shape != theirs[k].shape],
+        "missing": [k for k in own if k not in theirs],
+        "unexpected": [k for k in theirs if k not in own],
+    }
+
+
+def _report(path: Path, report: dict[str, list[str]], strict: bool) -> None:
+    problems = [f"{kind} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+                for kind, keys in report.items() if kind != "loaded" and keys]
+    if not problems:
+        return
+    message = f"weights from {path}: " + "; ".join(problems)
+    if strict:
+        raise CheckpointError(message)
+    logger.warning(message)

@@ -1,0 +1,364 @@
+"""The training loop: step, log, evaluate, checkpoint; exact resume; wall-clock budgets."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from detseg.config import Config, config_to_dict, dump_config
+from detseg.engine import distributed as du
+from detseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, primary_metric
+from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
+from detseg.structures import Batch
+from detseg.utils.rng import get_rng_state, preserved_rng, seed_everything, set_rng_state
+
+LoaderFactory = Callable[[int], Iterable[Batch]]
+EvaluateFn = Callable[[nn.Module], dict[str, Any]]
+
+
+class Trainer:
+    """Trains `model` on batches from `train_loader_factory(start_index)`.
+
+    start_index is the number of samples already consumed over all ranks
+    (iteration * cfg.data.batch_size), so a resumed run can restart its sampler
+    (see InfiniteSampler) exactly where the previous run stopped. The factory should
+    build its loader eagerly (return a DataLoader, not a lazy generator) so the
+    trainer can keep the loader's seed draw out of the training RNG stream.
+    `evaluate_fn(model)` gets the unwrapped model, on the training device, in eval
+    mode under no_grad, on rank 0 only, and returns e.g. {"bbox": {"AP": ...}}.
+    """
+
+    FIT_SKIP = 5  # first iterations excluded from the speed estimate (allocator, cudnn autotune, workers starting)
+    FIT_WINDOW = 20  # iterations timed to estimate seconds per iteration
+
+    def __init__(self, cfg: Config, model: nn.Module, train_loader_factory: LoaderFactory,
+                 evaluate_fn: EvaluateFn | None = None, output_dir: str | Path | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.cfg, self.model = cfg, model
+        self.loader_factory, self.evaluate_fn = train_loader_factory, evaluate_fn
+        self.output_dir = Path(output_dir if output_dir is not None else cfg.train.output_dir)
+        self.clock = clock  # injectable so tests can fake the wall clock
+        self.iteration = 0
+        self.max_iters = cfg.train.max_iters
+        self.schedule_fitted = False
+        self.best_metric: float | None = None
+        self.elapsed_before = 0.0  # seconds spent by earlier (resumed-from) runs of this job
+        self.last_metrics: dict[str, Any] = {}
+        self._last_eval_iter = self._last_save_iter = -1
+
+    # ---------------------------------------------------------------- main flow
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        """Run to max_iters (or the time budget); returns the last evaluation's metrics."""
+        self._setup()
+        if resume:
+            self._resume()
+        self._check_ranks_agree()
+        self.ddp_model = self._wrap_ddp()
+        self.start_time, self.start_iter = self.clock(), self.iteration
+        self.progress = ProgressBar(self.iteration, self.max_iters, enabled=self.is_main)
+        try:
+            self._loop()
+            self._finish()
+        finally:
+            self.progress.close()
+            self.writer.close()
+        return self.last_metrics
+
+    def _loop(self) -> None:
+        batches = self._batches()
+        try:
+            while self.iteration < self.max_iters and not self._out_of_time():
+                start = self.clock()
+                batch = next(batches)
+                data_time = self.clock() - start
+                lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
+                losses = self._run_step(batch)
+                self.iteration += 1
+                self._record(losses, lr, data_time, self.clock() - start)
+                self._fit_schedule_to_budget()
+                self._log()
+                self._maybe_checkpoint()
+                self._maybe_evaluate()
+        finally:
+            batches.close()  # drop the DataLoader iterator now so its workers exit
+
+    def _finish(self) -> None:
+        self._log(force=True)
+        self._maybe_checkpoint(force=True)
+        self._maybe_evaluate(force=True)
+        du.barrier()
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        self.rank, self.world_size = du.get_rank(), du.get_world_size()
+        self.is_main = self.rank == 0
+        seed_everything(self.cfg.train.seed + self.rank)  # ranks must not draw the same augmentations
+        self.device = du.select_device(self.cfg.train.device)
+        self.model.to(self.device).train()
+        self.optimizer = build_optimizer(self.model, self.cfg.solver)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.solver, self.max_iters)
+        self.amp_dtype = self._amp_dtype()
+        # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.window, self.times = WindowAverage(), {"time": 0.0, "data_time": 0.0}
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(self.cfg, self.output_dir / "config.yaml")
+        self.writer = MetricsWriter(self.output_dir, enabled=self.is_main)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not self.cfg.train.amp:
+            return None
+        if self.device.type != "cuda":
+            self._say("train.amp is ignored on CPU (mixed precision is CUDA only here)")
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _wrap_ddp(self) -> nn.Module:
+        if self.world_size == 1:
+            return self.model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        find_unused = getattr(self.cfg.train, "find_unused_parameters", False)
+        return DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=find_unused)
+
+    def _batches(self) -> Iterator[Batch]:
+        """Endless batches; a finite loader is rebuilt from the current sample index."""
+        while True:
+            # Starting a DataLoader iterator draws its worker base seed from torch's RNG;
+            # keep that draw out of the training stream so a resumed run (which starts a
+            # new iterator mid-run) matches a straight one.
+            with preserved_rng():
+                batches = iter(self.loader_factory(self.iteration * self.cfg.data.batch_size))
+            empty = True
+            for batch in batches:
+                empty = False
+                yield batch
+            if empty:
+                raise RuntimeError("train_loader_factory returned an empty loader")
+
+    # ---------------------------------------------------------------- one step
+    def _run_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            losses = self.ddp_model(batch, mode="loss")
+        if not losses:
+            raise ValueError("model(batch, mode='loss') returned no losses")
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        # Checked after backward (its kernels are already queued) but before the update,
+        # so the weights never take a non-finite step.
+        self._check_finite(total, losses)
+        self._optimizer_step()
+        return {"loss": total.detach(), **{k: v.detach() for k, v in losses.items()}}
+
+    def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        finite = bool(torch.isfinite(total).item())
+        # All ranks decide together; one rank raising alone would leave the others hanging.
+        if du.all_ranks_true(finite, self.device):
+            return
+        terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
+        where = f"rank {self.rank}" if not finite else f"another rank (this is rank {self.rank})"
+        raise FloatingPointError(
+            f"non-finite loss at iteration {self.iteration + 1} on {where}: total={total.item():.6g}, {terms}"
+        )
+
+    def _optimizer_step(self) -> None:
+        clip = self.cfg.solver.clip_grad_norm
+        if clip:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+
+    def _record(self, losses: dict[str, torch.Tensor], lr: float, data_time: float, step_time: float) -> None:
+        self.window.add(losses)
+        self.last_lr = lr
+        self.times["time"] += step_time
+        self.times["data_time"] += data_time
+        self.progress.update()
+
+    # ---------------------------------------------------------------- hooks
+    def _due(self, period: int) -> bool:
+        return period > 0 and self.iteration % period == 0
+
+    def _log(self, force: bool = False) -> None:
+        if self.window.count == 0 or not (force or self._due(self.cfg.train.log_period)):
+            return
+        averages = du.all_reduce_mean(self.window.averages())  # one sync per log period
+        count = self.window.count
+        record = {"type": "train", "iter": self.iteration, "lr": self.last_lr,
+                  **{k: v.item() for k, v in averages.items()},
+                  **{k: v / count for k, v in self.times.items()}}
+        if self.device.type == "cuda":
+            record["max_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        self.writer.write(record, self.iteration)
+        self.progress.show(record, eta_s=(self.max_iters - self.iteration) * record["time"])
+        self.window.reset()
+        self.times = {"time": 0.0, "data_time": 0.0}
+
+    def _maybe_checkpoint(self, force: bool = False) -> None:
+        if self._last_save_iter == self.iteration:
+            return  # the end of a run that just saved on its checkpoint period
+        if force or self._due(self.cfg.train.checkpoint_period):
+            self._save("last.pt")
+
+    def _maybe_evaluate(self, force: bool = False) -> None:
+        if self.evaluate_fn is None or self._last_eval_iter == self.iteration:
+            return
+        if not (force or self._due(self.cfg.train.eval_period)):
+            return
+        self._last_eval_iter = self.iteration
+        metrics = self._evaluate()
+        improved = du.broadcast_object(self._update_best(metrics) if self.is_main else False)
+        if improved:
+            self._save("best.pt")
+            if self._last_save_iter == self.iteration:
+                self._save("last.pt")  # keep last.pt's best_metric current for resume
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Rank 0 evaluates the unwrapped model; the training RNG streams are left untouched."""
+        metrics: dict[str, Any] = {}
+        if self.is_main:
+            self.model.eval()
+            with preserved_rng(), torch.no_grad():
+                metrics = self.evaluate_fn(self.model) or {}
+            self.model.train()
+            self.writer.write({"type": "eval", "iter": self.iteration, **_jsonable(metrics)}, self.iteration)
+            self._say(f"eval @ {self.iteration}: {json.dumps(_jsonable(metrics))}")
+        du.barrier()  # long evaluations: other ranks wait here (mind the NCCL timeout)
+        self.last_metrics = metrics
+        return metrics
+
+    def _update_best(self, metrics: dict[str, Any]) -> bool:
+        found = primary_metric(metrics)
+        if found is None:
+            return False
+        _, value = found
+        if self.best_metric is not None and not value > self.best_metric:
+            return False
+        self.best_metric = value
+        return True
+
+    # ---------------------------------------------------------------- checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "max_iters": self.max_iters,
+            "schedule_fitted": self.schedule_fitted,
+            "elapsed_s": self._elapsed(),
+            "rng": du.all_gather_object(get_rng_state()),  # one entry per rank
+            "config": config_to_dict(self.cfg),
+            "best_metric": self.best_metric,
+        }
+
+    def _save(self, name: str) -> None:
+        state = self._state()  # every rank takes part (RNG gather)
+        if self.is_main:
+            save_checkpoint(self.output_dir / name, state)
+        self._last_save_iter = self.iteration
+
+    def _resume(self) -> None:
+        path = self.output_dir / "last.pt"
+        if not path.is_file():
+            self._say(f"resume: no checkpoint at {path}, starting from scratch")
+            return
+        state = load_checkpoint(path, map_location="cpu")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.best_metric = state["iteration"], state.get("best_metric")
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self._restore_schedule(state)
+        self._restore_rng(state.get("rng"))
+        self._say(f"resumed from {path} at iteration {self.iteration}/{self.max_iters}")
+
+    def _check_ranks_agree(self) -> None:
+        iterations = du.all_gather_object(self.iteration)
+        if len(set(iterations)) > 1:
+            raise RuntimeError(f"ranks start at different iterations {iterations}: every node must "
+                               f"read the same {self.output_dir / 'last.pt'} (use a shared filesystem)")
+
+    def _restore_schedule(self, state: dict[str, Any]) -> None:
+        """A schedule fitted to a time budget is kept as saved; otherwise the config is the
+        truth (so a run can be extended by raising train.max_iters and resuming)."""
+        self.schedule_fitted = bool(state.get("schedule_fitted", False))
+        if self.schedule_fitted:
+            self.max_iters = int(state["max_iters"])
+        else:
+            base = self.cfg.train.max_iters
+            refit_scheduler(self.scheduler, self.cfg.solver, base, base)
+
+    def _restore_rng(self, states: list[dict] | None) -> None:
+        if states and len(states) == self.world_size:
+            set_rng_state(states[self.rank])
+        else:
+            self._say("resume: RNG states not restored (saved with another world size); using fresh seeds")
+
+    # ---------------------------------------------------------------- time budget
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (self.clock() - self.start_time)
+
+    def _out_of_time(self) -> bool:
+        budget = self.cfg.train.max_minutes
+        if budget is None:
+            return False
+        out = self._elapsed() >= budget * 60.0
+        stop = du.any_rank_true(out, self.device)  # all ranks must stop at the same step
+        if stop:
+            self._say(f"time budget of {budget} min reached at iteration {self.iteration}")
+        return stop
+
+    def _fit_schedule_to_budget(self) -> None:
+        """Time FIT_WINDOW iterations after FIT_SKIP, then shorten the run (and its lr
+        schedule) to what fits in the remaining budget. Done once per job."""
+        budget = self.cfg.train.max_minutes
+        if budget is None or self.schedule_fitted:
+            return
+        done = self.iteration - self.start_iter
+        if done == self.FIT_SKIP:
+            self._fit_start = self.clock()
+        if done != self.FIT_SKIP + self.FIT_WINDOW:
+            return
+        sec_per_iter = (self.clock() - self._fit_start) / self.FIT_WINDOW
+        fitted = iters_in_budget(sec_per_iter, self._elapsed(), budget * 60.0, self.iteration, self.cfg.train.max_iters)
+        self._apply_fit(du.broadcast_object(fitted), sec_per_iter)
+
+    def _apply_fit(self, fitted: int, sec_per_iter: float) -> None:
+        self.max_iters, self.schedule_fitted = fitted, True
+        refit_scheduler(self.scheduler, self.cfg.solver, fitted, self.cfg.train.max_iters)
+        self.progress.set_total(fitted)
+        self._say(f"time budget {self.cfg.train.max_minutes} min at {sec_per_iter:.3f} s/it: "
+                  f"max_iters {self.cfg.train.max_iters} -> {fitted}")
+
+    def _say(self, message: str) -> None:
+        if getattr(self, "is_main", True):
+            tqdm.write(message)
+
+
+def _jsonable(tree: Any) -> Any:
+    """Metric dicts may hold numpy scalars or tensors; JSON wants plain numbers."""
+    if isinstance(tree, dict):
+        return {str(k): _jsonable(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_jsonable(v) for v in tree]
+    if isinstance(tree, (str, int, float, bool)) or tree is None:
+        return tree
+    if hasattr(tree, "item"):
+        return tree.item() if getattr(tree, "ndim", 0) == 0 else tree.tolist()
+    return str(tree)

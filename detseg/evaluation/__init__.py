@@ -1,0 +1,14 @@
+"""Evaluators: COCO (pycocotools) and PASCAL VOC detection AP."""
+from detseg.evaluation.coco import CocoEvaluator, instances_to_coco_results
+from detseg.evaluation.distributed import gather_results
+from detseg.evaluation.table import format_metrics_table
+from detseg.evaluation.voc import VocEvaluator, voc_ap
+
+__all__ = [
+    "CocoEvaluator",
+    "VocEvaluator",
+    "format_metrics_table",
+    "gather_results",
+    "instances_to_coco_results",
+    "voc_ap",
+]

@@ -1,0 +1,193 @@
+"""COCO box/mask evaluation of ``Instances`` with pycocotools, the reference implementation.
+
+Conventions (those of detectron2):
+- Metrics are in percent. A number pycocotools reports as -1 (no ground truth
+  in that area range, or for that class, among the evaluated images) is
+  returned as ``nan``; the same holds for per-class ``AP-<name>`` entries.
+- "segm" results are evaluated without their ``bbox`` so that pycocotools takes
+  area (for the small/medium/large ranges) from the mask, not from the box.
+- Only the processed image ids are evaluated (``params.imgIds``); an image
+  processed twice (e.g. padding of a distributed sampler) counts once.
+- ``backend="faster_coco_eval"`` swaps in that package's C++ COCOeval (same
+  numbers, several times faster on COCO val); pycocotools stays the default
+  as the correctness reference.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+
+from detseg.evaluation.distributed import gather_results, is_main_process
+from detseg.structures.boxes import xyxy_to_xywh
+from detseg.structures.instances import Instances
+
+# Order of ``COCOeval.stats`` for the bbox and segm iou types.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+IOU_TYPES = ("bbox", "segm")
+BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def encode_masks(masks: Tensor) -> list[dict]:
+    """Binary masks [N, H, W] -> compressed RLEs whose ``counts`` are str (json-serialisable)."""
+    array = masks.detach().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
+    rles = mask_util.encode(np.asfortranarray(array))  # pycocotools wants Fortran-order [H, W, N]
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def instances_to_coco_results(
+    image_id: int, instances: Instances, category_ids: Tensor, with_masks: bool = False
+) -> list[dict]:
+    """One image's predictions as COCO result dicts; ``category_ids[label]`` is the COCO id."""
+    if len(instances) == 0:
+        return []
+    # float64 so that w = x2 - x1 loses nothing; pycocotools recomputes area from w * h.
+    boxes = xyxy_to_xywh(instances.boxes.detach().to("cpu", torch.float64)).tolist()
+    categories = category_ids[instances.labels.detach().cpu().long()].tolist()
+    scores = instances.scores.detach().cpu().tolist()
+    results = [
+        {"image_id": image_id, "category_id": c, "bbox": b, "score": s}
+        for c, b, s in zip(categories, boxes, scores)
+    ]
+    if with_masks:
+        if instances.masks is None:
+            raise ValueError(f"image {image_id}: 'segm' evaluation needs Instances.masks")
+        for result, rle in zip(results, encode_masks(instances.masks)):
+            result["segmentation"] = rle
+    return results
+
+
+def _coco_api(backend: str) -> tuple[type, Callable]:
+    """(COCO class, COCOeval factory) of the chosen implementation."""
+    if backend == "pycocotools":
+        return COCO, COCOeval
+    if backend == "faster_coco_eval":
+        import faster_coco_eval  # imported on demand: an optional dependency
+
+        quiet_eval = functools.partial(faster_coco_eval.COCOeval_faster, print_function=lambda *_: None)
+        return faster_coco_eval.COCO, quiet_eval
+    raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+
+
+def _quiet():
+    """pycocotools prints progress and summaries; callers get numbers instead."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _percent(value: float) -> float:
+    return float(value) * 100.0 if value >= 0 else math.nan
+
+
+class CocoEvaluator:
+    """Accumulates predictions with ``process`` and scores them with ``evaluate``."""
+
+    def __init__(
+        self,
+        coco_gt: COCO,
+        category_ids: list[int],
+        class_names: list[str] | None = None,
+        iou_types: tuple[str, ...] = ("bbox",),
+        backend: str = "pycocotools",
+    ):
+        unknown = set(iou_types) - set(IOU_TYPES)
+        if unknown:
+            raise ValueError(f"unsupported iou types {sorted(unknown)}; choose from {IOU_TYPES}")
+        missing = set(category_ids) - set(coco_gt.getCatIds())
+        if missing:
+            raise ValueError(f"category ids {sorted(missing)} are not in the ground truth")
+        self.coco_gt = coco_gt
+        self._coco_cls, self._cocoeval_cls = _coco_api(backend)
+        # faster_coco_eval needs its own COCO object; a deep copy keeps the caller's dataset untouched.
+        self._gt = coco_gt if backend == "pycocotools" else self._coco_cls(coco_gt.dataset, use_deepcopy=True)
+        self.category_ids = list(category_ids)
+        self.class_names = list(class_names or [c["name"] for c in coco_gt.loadCats(self.category_ids)])
+        self.iou_types = tuple(iou_types)
+        self._category_lut = torch.tensor(self.category_ids, dtype=torch.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._per_image: dict[int, list[dict]] = {}
+
+    def process(self, image_ids: list[int], predictions: list[Instances]) -> None:
+        with_masks = "segm" in self.iou_types
+        for image_id, instances in zip(image_ids, predictions, strict=True):
+            image_id = int(image_id)
+            self._per_image[image_id] = instances_to_coco_results(
+                image_id, instances, self._category_lut, with_masks
+            )
+
+    @property
+    def results(self) -> list[dict]:
+        """COCO result dicts, sorted by image id so the output does not depend on the world size."""
+        return [r for image_id in sorted(self._per_image) for r in self._per_image[image_id]]
+
+    def write_predictions(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.results))
+
+    def evaluate(self) -> dict:
+        """``{iou_type: {stat: value, "AP-<class>": value}}`` on rank 0, ``{}`` on other ranks.
+
+        Collective in distributed runs; afterwards rank 0 holds every rank's
+        predictions (so ``write_predictions`` writes the whole dataset there).
+        """
+        gathered = gather_results(list(self._per_image.items()))
+        self._per_image = dict(gathered)
+        if not is_main_process():
+            return {}
+        image_ids = sorted(self._per_image)
+        return {iou_type: self._evaluate_type(iou_type, image_ids) for iou_type in self.iou_types}
+
+    def _evaluate_type(self, iou_type: str, image_ids: list[int]) -> dict:
+        coco_eval = self._cocoeval_cls(self._gt, self._load_results(iou_type), iou_type)
+        coco_eval.params.imgIds = image_ids
+        with _quiet():
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        metrics = {name: _percent(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
+        metrics.update(self._per_class_ap(coco_eval))
+        return metrics
+
+    def _load_results(self, iou_type: str) -> COCO:
+        drop = "segmentation" if iou_type == "bbox" else "bbox"
+        # Copies: loadRes writes id/area/iscrowd into the dicts it gets.
+        anns = [{k: v for k, v in r.items() if k != drop} for r in self.results]
+        if anns:
+            with _quiet():
+                return self._gt.loadRes(anns)
+        # loadRes indexes anns[0]; an empty result set is still a valid answer (every object missed).
+        coco_dt = self._coco_cls()
+        coco_dt.dataset = {
+            "images": list(self._gt.dataset["images"]),
+            "categories": list(self._gt.dataset["categories"]),
+            "annotations": [],
+        }
+        with _quiet():
+            coco_dt.createIndex()
+        return coco_dt
+
+    def _per_class_ap(self, coco_eval) -> dict[str, float]:
+        # precision: [iou thr, recall thr, class, area range, max dets]; class axis follows params.catIds.
+        precision = coco_eval.eval["precision"]
+        index = {cat_id: k for k, cat_id in enumerate(coco_eval.params.catIds)}
+        metrics = {}
+        for name, cat_id in zip(self.class_names, self.category_ids):
+            values = precision[:, :, index[cat_id], 0, -1]
+            values = values[values > -1]
+            metrics[f"AP-{name}"] = float(values.mean()) * 100.0 if values.size else math.nan
+        return metrics
