@@ -1,0 +1,39 @@
+"""Datasets and loaders from ``cfg.data``: the one place that knows the config's data keys."""
+from __future__ import annotations
+
+from torch.utils.data import DataLoader
+
+from detseg.data.collate import collate
+from detseg.data.datasets.coco import CocoDetection
+from detseg.data.datasets.voc import VOCDetection
+from detseg.data.transforms import build_transforms
+
+
+def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
+    """``split`` is "train" or "val"; ``train`` picks the augmenting transforms."""
+    split_cfg = getattr(data_cfg, split)
+    if train:
+        transforms = build_transforms(True, data_cfg.min_size_train, data_cfg.max_size_train,
+                                      data_cfg.flip_prob, data_cfg.color_jitter, with_masks)
+    else:
+        transforms = build_transforms(False, data_cfg.min_size_test, data_cfg.max_size_test, 0.0, 0.0, with_masks)
+    if data_cfg.format == "coco":
+        _require(split_cfg, split, ("ann_file", "img_dir"))
+        return CocoDetection(split_cfg.ann_file, split_cfg.img_dir, transforms, data_cfg.category_ids,
+                             with_masks, data_cfg.on_bad_sample)
+    if data_cfg.format == "voc":
+        _require(split_cfg, split, ("root", "split"))
+        return VOCDetection(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
+                            on_bad_sample=data_cfg.on_bad_sample)
+    raise ValueError(f"data.format must be 'coco' or 'voc', got '{data_cfg.format}'")
+
+
+def _require(split_cfg, split: str, keys: tuple[str, ...]) -> None:
+    missing = [f"data.{split}.{k}" for k in keys if not getattr(split_cfg, k)]
+    if missing:
+        raise ValueError(f"set {', '.join(missing)} in the config or as key=value overrides")
+
+
+def build_test_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate, persistent_workers=False)

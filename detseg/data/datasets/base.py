@@ -1,0 +1,119 @@
+"""What every detection dataset shares: image decoding, the sample dict, bad-image handling.
+
+A sample is a dict::
+
+    image     uint8 [3, H, W] after transforms (may be a non-contiguous view of an HWC array)
+    image_id  int
+    orig_size (h, w) of the image as decoded from disk (after EXIF orientation)
+    boxes     float32 [N, 4] xyxy, absolute pixels of ``image``
+    labels    int64 [N], contiguous 0..K-1
+    iscrowd   bool [N]
+    masks     uint8 [N, H, W], only for datasets built with ``with_masks=True``
+
+Subclasses provide ``image_ids``, ``get_image_info(idx)`` and ``_load_target(idx, (h, w))``.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from detseg.data.errors import DatasetError, check_policy
+
+# (image, boxes, labels, iscrowd, masks) -> the same five, see detseg.data.transforms
+TransformFn = Callable[..., tuple]
+Target = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Decode any PIL-readable image as uint8 RGB [H, W, 3], EXIF orientation applied."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # PIL warns when a transparent palette goes straight to RGB
+            return np.array(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def clip_boxes_(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Clip xyxy boxes to an image of size (h, w), in place."""
+    np.clip(boxes[:, 0::2], 0, hw[1], out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, hw[0], out=boxes[:, 1::2])
+    return boxes
+
+
+class DetectionDataset(Dataset):
+    """Turns (image file, target arrays) into the sample dict; applies ``on_bad_sample`` to images."""
+
+    image_ids: list[int]
+    with_masks: bool = False
+
+    def __init__(self, source: str, transforms: TransformFn | None, on_bad_sample: str):
+        check_policy(on_bad_sample)
+        self.source = source  # named in error messages
+        self.transforms = transforms
+        self.on_bad_sample = on_bad_sample
+        # kind -> count; __getitem__ adds decode failures here (per process: DataLoader workers keep their own)
+        self.skipped: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def get_image_info(self, idx: int) -> tuple[str, tuple[int, int]]:
+        """(image file path, (h, w)) without decoding pixels."""
+        raise NotImplementedError
+
+    def _load_target(self, idx: int, hw: tuple[int, int]) -> Target:
+        """boxes float32 [N, 4] xyxy clipped to hw, labels int64 [N], iscrowd bool [N], masks or None."""
+        raise NotImplementedError
+
+    def __getitem__(self, idx: int) -> dict:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} images")
+        idx %= len(self)
+        for offset in range(len(self)):  # "skip": the next decodable image, deterministically
+            image = self._read_image((idx + offset) % len(self))
+            if image is not None:
+                return self._make_sample((idx + offset) % len(self), image)
+        raise DatasetError(f"{self.source}: none of the {len(self)} images could be decoded")
+
+    def _read_image(self, idx: int) -> np.ndarray | None:
+        path, hw = self.get_image_info(idx)
+        try:
+            image = read_rgb(path)
+        except DatasetError as exc:
+            return self._bad_image("unreadable_image", exc)
+        if image.shape[:2] != tuple(hw):
+            msg = f"{path}: decoded size (h, w) = {image.shape[:2]} differs from the annotated {tuple(hw)}"
+            return self._bad_image("size_mismatch", DatasetError(f"{self.source}: {msg}"))
+        return image
+
+    def _bad_image(self, kind: str, exc: DatasetError) -> None:
+        if self.on_bad_sample == "error":
+            raise exc
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
+        warnings.warn(f"skipping image: {exc}", stacklevel=4)
+        return None
+
+    def _make_sample(self, idx: int, image: np.ndarray) -> dict:
+        orig_size = image.shape[:2]
+        boxes, labels, iscrowd, masks = self._load_target(idx, orig_size)
+        if self.transforms is not None:
+            image, boxes, labels, iscrowd, masks = self.transforms(image, boxes, labels, iscrowd, masks)
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "image_id": int(self.image_ids[idx]),
+            "orig_size": (int(orig_size[0]), int(orig_size[1])),
+            "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
+            "labels": torch.from_numpy(np.asarray(labels, np.int64)),
+            "iscrowd": torch.from_numpy(np.asarray(iscrowd, bool)),
+        }
+        if self.with_masks:
+            sample["masks"] = torch.from_numpy(np.ascontiguousarray(masks, np.uint8))
+        return sample

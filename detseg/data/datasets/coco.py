@@ -1,0 +1,154 @@
+"""COCO instances files (any valid one) as detection / instance segmentation samples.
+
+Rules:
+- Labels: label ``i`` is category id ``category_ids[i]``. By default the sorted ids of the
+  file's ``categories``; pass ``category_ids`` (e.g. ``range(1, 91)``) to fix another label
+  space. Every annotation's category must be in it.
+- Boxes: COCO ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``; a box partly outside the
+  image is clipped to it. A box with NaN or non-positive width/height, or entirely outside
+  the image, is a bad annotation.
+- Crowd regions are kept and flagged in ``iscrowd``; images without annotations are kept.
+- Masks (``with_masks=True``) are decoded from polygons (one or several parts) or from
+  compressed / uncompressed RLE by pycocotools.
+- Bad input is found at construction without decoding images (unknown category, invalid
+  box, annotation without image entry, image entry without file). ``on_bad_sample="error"``
+  raises DatasetError listing the first problems; ``"skip"`` drops the bad annotation (or the
+  bad image with its annotations), counts them in ``self.skipped`` and warns once. ``self.coco``
+  then holds the cleaned annotations, so evaluation sees the same ground truth as training.
+  Files are only read, never written.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from detseg.data.datasets.base import DetectionDataset, Target, TransformFn, clip_boxes_
+from detseg.data.errors import DatasetError, ProblemLog
+
+
+def coco_from_dict(data: dict, source: str = "<dict>") -> COCO:
+    """A pycocotools COCO object built from an in-memory dict, without its console chatter."""
+    coco = COCO()
+    coco.dataset = data
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+    except (KeyError, TypeError) as exc:
+        raise DatasetError(f"{source}: not a COCO instances file (missing or malformed field {exc})") from exc
+    return coco
+
+
+def load_coco_json(ann_file: str) -> COCO:
+    try:
+        with open(ann_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{ann_file}: cannot read COCO json ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or "categories" not in data:
+        raise DatasetError(f"{ann_file}: not a COCO instances file (needs 'images' and 'categories')")
+    return coco_from_dict(data, ann_file)
+
+
+def box_problem(bbox, hw: tuple[int, int]) -> tuple[str, str] | None:
+    """(kind, description) if a COCO [x, y, w, h] box is unusable on an image of size hw."""
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return "invalid_box", f"bbox {bbox!r} is not four numbers [x, y, w, h]"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return "invalid_box", f"bbox {bbox!r} has NaN or infinite values"
+    if w <= 0 or h <= 0:
+        return "invalid_box", f"bbox {bbox!r} has zero or negative width/height"
+    if x >= hw[1] or y >= hw[0] or x + w <= 0 or y + h <= 0:
+        return "box_outside_image", f"bbox {bbox!r} lies entirely outside the {hw[1]}x{hw[0]} image"
+    return None
+
+
+class CocoDetection(DetectionDataset):
+    def __init__(self, ann_file: str | os.PathLike, img_dir: str | os.PathLike,
+                 transforms: TransformFn | None = None, category_ids: list[int] | None = None,
+                 with_masks: bool = False, on_bad_sample: str = "error"):
+        super().__init__(str(ann_file), transforms, on_bad_sample)
+        self.ann_file, self.img_dir, self.with_masks = str(ann_file), Path(img_dir), with_masks
+        coco = load_coco_json(self.ann_file)
+        self.category_ids = sorted(coco.cats) if category_ids is None else [int(c) for c in category_ids]
+        self.class_names = [coco.cats[c]["name"] if c in coco.cats else f"category_{c}" for c in self.category_ids]
+        self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        problems = ProblemLog(self.ann_file)
+        bad_images = self._check_images(coco, problems)
+        bad_anns = self._check_annotations(coco, bad_images, problems)
+        self.skipped = problems.finish(on_bad_sample)
+        self.coco = self._without(coco, bad_images, bad_anns) if (bad_images or bad_anns) else coco
+        self.image_ids = sorted(self.coco.imgs)
+
+    # ------------------------------------------------------------------ validation
+    def _check_images(self, coco: COCO, problems: ProblemLog) -> set[int]:
+        bad = set()
+        for img_id, entry in coco.imgs.items():
+            name, h, w = entry.get("file_name"), entry.get("height"), entry.get("width")
+            if not isinstance(name, str) or not all(isinstance(v, int) and v > 0 for v in (h, w)):
+                problems.add("invalid_image_entry", f"image id {img_id}: needs file_name, positive integer "
+                             f"height and width, got {name!r}, {h!r}, {w!r}")
+                bad.add(img_id)
+            elif not (self.img_dir / name).is_file():
+                problems.add("missing_file", f"image id {img_id}: file {self.img_dir / name} does not exist")
+                bad.add(img_id)
+        return bad
+
+    def _check_annotations(self, coco: COCO, bad_images: set[int], problems: ProblemLog) -> set:
+        bad = set()
+        for ann in coco.dataset.get("annotations", []):
+            entry = coco.imgs.get(ann["image_id"])
+            if entry is not None and ann["image_id"] in bad_images:
+                bad.add(ann["id"])  # goes with its image, already reported
+                continue
+            problem = self._annotation_problem(coco, ann, entry)
+            if problem is not None:
+                where = f"annotation id {ann['id']} (image {entry['file_name'] if entry else ann['image_id']})"
+                problems.add(problem[0], f"{where}: {problem[1]}")
+                bad.add(ann["id"])
+        return bad
+
+    def _annotation_problem(self, coco: COCO, ann: dict, entry: dict | None) -> tuple[str, str] | None:
+        if entry is None:
+            return "missing_image_entry", f"image_id {ann['image_id']} has no entry in 'images'"
+        cat = ann.get("category_id")
+        if cat not in coco.cats:
+            return "unknown_category", f"category_id {cat!r} is not in 'categories'"
+        if cat not in self._label_of:
+            return "unknown_category", f"category_id {cat!r} is not in the label space {self.category_ids}"
+        if self.with_masks and not ann.get("segmentation"):
+            return "missing_segmentation", "with_masks=True but the annotation has no segmentation"
+        return box_problem(ann.get("bbox"), (entry["height"], entry["width"]))
+
+    def _without(self, coco: COCO, bad_images: set[int], bad_anns: set) -> COCO:
+        """A new COCO index without the bad items; the loaded dict is copied shallowly, never written."""
+        data = dict(coco.dataset)
+        data["images"] = [e for e in coco.dataset["images"] if e["id"] not in bad_images]
+        data["annotations"] = [a for a in coco.dataset.get("annotations", []) if a["id"] not in bad_anns]
+        return coco_from_dict(data, self.ann_file)
+
+    # ------------------------------------------------------------------ samples
+    def get_image_info(self, idx: int) -> tuple[str, tuple[int, int]]:
+        entry = self.coco.imgs[self.image_ids[idx]]
+        return str(self.img_dir / entry["file_name"]), (entry["height"], entry["width"])
+
+    def _load_target(self, idx: int, hw: tuple[int, int]) -> Target:
+        anns = self.coco.imgToAnns[self.image_ids[idx]]
+        boxes = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = np.array([self._label_of[a["category_id"]] for a in anns], np.int64)
+        iscrowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
+        masks = None
+        if self.with_masks:
+            masks = np.zeros((len(anns), *hw), np.uint8)
+            for i, ann in enumerate(anns):
+                masks[i] = self.coco.annToMask(ann)
+        return clip_boxes_(boxes, hw), labels, iscrowd, masks

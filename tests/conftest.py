@@ -1,0 +1,37 @@
+"""Fixtures shared by all tests.
+
+``shapes_root``: a tiny synthetic shapes dataset (12 train / 6 val images, seed 0), generated
+once per test session into a temporary folder. Layout (see detseg.data.datasets.shapes)::
+
+    annotations/instances_{train,val}.json, {train,val}/*.jpg, voc/{JPEGImages,Annotations,ImageSets/Main}
+
+``shapes_paths``: the same as a dict of ready-made paths for CocoDetection / VOCDetection.
+Treat both as read-only: they are shared by every test in the session.
+"""
+from __future__ import annotations
+
+import pytest
+
+SHAPES_NUM_TRAIN = 12
+SHAPES_NUM_VAL = 6
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory):
+    from detseg.data.datasets.shapes import generate_shapes_dataset
+
+    root = tmp_path_factory.mktemp("shapes")
+    generate_shapes_dataset(root, num_train=SHAPES_NUM_TRAIN, num_val=SHAPES_NUM_VAL, seed=0, workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_paths(shapes_root):
+    return {
+        "root": shapes_root,
+        "train_json": shapes_root / "annotations" / "instances_train.json",
+        "train_dir": shapes_root / "train",
+        "val_json": shapes_root / "annotations" / "instances_val.json",
+        "val_dir": shapes_root / "val",
+        "voc_root": shapes_root / "voc",
+    }
