@@ -73,6 +73,7 @@ class RoIConfig:
 class ModelConfig:
     arch: str = "faster_rcnn"
     num_classes: int | None = None  # None: the training set's category count
+    class_names: list[str] | None = None  # None: the training set's names (stored with the run)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)

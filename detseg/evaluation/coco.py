@@ -105,15 +105,14 @@ class CocoEvaluator:
         unknown = set(iou_types) - set(IOU_TYPES)
         if unknown:
             raise ValueError(f"unsupported iou types {sorted(unknown)}; choose from {IOU_TYPES}")
-        missing = set(category_ids) - set(coco_gt.getCatIds())
-        if missing:
-            raise ValueError(f"category ids {sorted(missing)} are not in the ground truth")
+        # A label space wider than the file's categories is legal (torchvision's 91-class COCO space
+        # has 10 unused ids); pycocotools scores only the ground truth's categories.
         self.coco_gt = coco_gt
         self._coco_cls, self._cocoeval_cls = _coco_api(backend)
         # faster_coco_eval needs its own COCO object; a deep copy keeps the caller's dataset untouched.
         self._gt = coco_gt if backend == "pycocotools" else self._coco_cls(coco_gt.dataset, use_deepcopy=True)
         self.category_ids = list(category_ids)
-        self.class_names = list(class_names or [c["name"] for c in coco_gt.loadCats(self.category_ids)])
+        self.class_names = list(class_names or [coco_gt.cats.get(c, {"name": f"category_{c}"})["name"] for c in self.category_ids])
         self.iou_types = tuple(iou_types)
         self._category_lut = torch.tensor(self.category_ids, dtype=torch.int64)
         self.reset()
@@ -187,6 +186,8 @@ class CocoEvaluator:
         index = {cat_id: k for k, cat_id in enumerate(coco_eval.params.catIds)}
         metrics = {}
         for name, cat_id in zip(self.class_names, self.category_ids):
+            if cat_id not in index:
+                continue  # a label-space id with no category in this ground truth
             values = precision[:, :, index[cat_id], 0, -1]
             values = values[values > -1]
             metrics[f"AP-{name}"] = float(values.mean()) * 100.0 if values.size else math.nan

@@ -11,6 +11,8 @@ from detseg.models.roi.roi_heads import RoIHeads
 def build_faster_rcnn(cfg, num_classes: int) -> TwoStageDetector:
     backbone = build_backbone(cfg.backbone)
     spec = backbone.output_spec()
+    if cfg.neck.name != "none":
+        _check_features("model.backbone.out_features", cfg.backbone.out_features, spec)
     neck = build_neck(cfg.neck, spec, cfg.backbone.out_features)
     if neck is not None:
         spec = neck.output_spec()

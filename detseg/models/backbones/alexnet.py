@@ -8,7 +8,7 @@ from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_modules, 
 
 
 class AlexNetBackbone(Backbone):
-    def __init__(self, name="alexnet", weights=None, freeze_at=0, **_):
+    def __init__(self, name="alexnet", weights=None, freeze_at=0, norm="bn", width=1.0):
         super().__init__()
         enum, local = resolve_weights(name, weights)
         net = torchvision.models.alexnet(weights=enum)
@@ -17,7 +17,9 @@ class AlexNetBackbone(Backbone):
         self.features = net.features
         self._spec = {"s16": FeatureSpec(256, 16), "s32": FeatureSpec(256, 32)}
         convs = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
-        freeze_modules([self.features[: convs[freeze_at]]] if 0 < freeze_at < len(convs) else [])
+        # freeze_at k freezes the first k convs (with their ReLU/pool); k >= 5 freezes all of them
+        end = convs[freeze_at] if freeze_at < len(convs) else len(self.features)
+        freeze_modules([self.features[:end]] if freeze_at > 0 else [])
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)

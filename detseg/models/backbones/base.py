@@ -40,6 +40,22 @@ def norm_layer_factory(norm: str):
     raise ValueError(f"model.backbone.norm must be one of bn, frozen_bn, gn; got '{norm}'")
 
 
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Swap every BatchNorm2d for a FrozenBatchNorm2d holding the same statistics.
+
+    For torchvision definitions that take no ``norm_layer`` (VGG-BN).
+    """
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)
+    return module
+
+
 def freeze_modules(modules: list[nn.Module]) -> None:
     for module in modules:
         for param in module.parameters():

@@ -17,7 +17,9 @@ from detseg.models.backbones.base import (
 class MobileNetV3Backbone(Backbone):
     def __init__(self, name="mobilenet_v3_large", weights=None, norm="bn", freeze_at=0, width=1.0):
         super().__init__()
-        enum, local = resolve_weights(name, weights) if width == 1.0 else (None, None)
+        if width != 1.0 and weights is not None:
+            raise ValueError("model.backbone.weights needs width 1.0 (torchvision's weights are for width 1.0)")
+        enum, local = resolve_weights(name, weights)
         net = getattr(torchvision.models, name)(weights=enum, width_mult=width, norm_layer=_bn_with_eps(norm))
         if local is not None:
             load_local_weights(net, local)

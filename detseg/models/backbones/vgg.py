@@ -4,14 +4,23 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights
+from detseg.models.backbones.base import (
+    Backbone,
+    FeatureSpec,
+    freeze_batch_norm,
+    freeze_modules,
+    load_local_weights,
+    resolve_weights,
+)
 
 
 class VGGBackbone(Backbone):
     """Outputs ``s4`` (conv3_3), ``s8`` (conv4_3) and ``s16`` (conv5_3), each after its ReLU."""
 
-    def __init__(self, name: str = "vgg16", weights=None, freeze_at: int = 0, **_):
+    def __init__(self, name: str = "vgg16", weights=None, freeze_at: int = 0, norm: str = "bn", width: float = 1.0):
         super().__init__()
+        if width != 1.0:
+            raise ValueError("model.backbone.width must be 1.0 for VGG (torchvision has no scaled VGG)")
         enum, local = resolve_weights(name, weights)
         net = getattr(torchvision.models, name)(weights=enum)
         if local is not None:
@@ -20,6 +29,8 @@ class VGGBackbone(Backbone):
         # blocks split right before pools 2, 3, 4 so each output is the block's last ReLU
         bounds = [0, pools[1] + 1, pools[2], pools[3], pools[4]]
         self.features = net.features[: pools[4]]  # keep torchvision's indices for its state dicts
+        if norm == "frozen_bn":
+            freeze_batch_norm(self.features)
         self._cuts = {"s4": pools[2], "s8": pools[3], "s16": pools[4]}
         channels = _out_channels(net.features)
         self._spec = {key: FeatureSpec(channels[cut - 1], int(key[1:])) for key, cut in self._cuts.items()}

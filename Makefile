@@ -1,0 +1,44 @@
+# Two entry points: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The torch pair this machine uses (CUDA builds that also run on the CPU). GPU images that ship
+# their own torch can override: make TORCH_SPEC="" install
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+OPENCV_CONTRIB := $(shell grep -i '^opencv-contrib-python-headless==' constraints.txt)
+DATA := data/shapes
+DEMO_CONFIG := configs/faster_rcnn/shapes.yaml
+DEMO_OUT := runs/demo
+
+.PHONY: install demo test dataset clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_SPEC),$(PY) -m pip install -q $(TORCH_SPEC))
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	# opencv-python-headless (via albumentations) and the contrib build share the cv2 package:
+	# re-install contrib last so cv2.ximgproc is always there, whatever order pip chose.
+	$(PY) -m pip install -q --force-reinstall --no-deps "$(OPENCV_CONTRIB)"
+	$(PY) tools/check_install.py
+	touch $@
+
+$(DATA)/annotations/instances_val.json: | install
+	$(PY) tools/make_dataset.py shapes --out $(DATA)
+
+dataset: $(DATA)/annotations/instances_val.json
+
+demo: install dataset
+	$(PY) tools/train.py $(DEMO_CONFIG) --output-dir $(DEMO_OUT)
+	$(PY) tools/eval.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt --output-dir $(DEMO_OUT)/eval
+	$(PY) tools/infer.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt \
+		--input $(DATA)/val --limit 16 --output-dir $(DEMO_OUT)/predictions
+	@echo "demo done: metrics in $(DEMO_OUT)/eval/metrics.json, pictures in $(DEMO_OUT)/predictions"
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(DEMO_OUT) $(DATA)

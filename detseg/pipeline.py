@@ -1,0 +1,92 @@
+"""Glue between config, data, model, engine and evaluation; tools/*.py are thin wrappers over it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detseg.config import Config
+from detseg.data.build import build_dataset, build_test_loader
+from detseg.data.collate import collate
+from detseg.engine.checkpoint import load_model_weights
+from detseg.engine.distributed import get_rank, get_world_size, select_device
+from detseg.engine.sampler import InfiniteSampler
+from detseg.evaluation.coco import CocoEvaluator
+from detseg.evaluation.voc import VocEvaluator
+from detseg.models.build import build_model
+
+
+def num_classes_for(cfg: Config, dataset=None) -> int:
+    """``model.num_classes`` when set, else the dataset's category count."""
+    if cfg.model.num_classes is not None:
+        return cfg.model.num_classes
+    if dataset is None:
+        raise ValueError("model.num_classes is not set and there is no dataset to count categories from")
+    return len(dataset.category_ids)
+
+
+def build_model_for(cfg: Config, dataset=None, checkpoint: str | None = None):
+    model = build_model(cfg.model, num_classes_for(cfg, dataset))
+    weights = checkpoint or cfg.model.weights
+    if weights:
+        load_model_weights(model, weights, strict=checkpoint is not None)
+    return model
+
+
+def train_loader_factory(cfg: Config, dataset):
+    """``start_index -> DataLoader`` over an endless, resumable, rank-sliced sampler."""
+    world = get_world_size()
+    if cfg.data.batch_size % world:
+        raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide by the {world} processes")
+
+    def make(start_index: int) -> DataLoader:
+        sampler = InfiniteSampler(len(dataset), cfg.train.seed, True, get_rank(), world, start_index)
+        return DataLoader(
+            dataset, batch_size=cfg.data.batch_size // world, sampler=sampler, collate_fn=collate,
+            num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    return make
+
+
+@torch.no_grad()
+def run_inference(model, loader, device, progress: bool = True):
+    """Yields ``(batch, predictions)`` in dataset order, predictions on the CPU."""
+    model.eval()
+    for batch in tqdm(loader, desc="inference", disable=not progress, leave=False):
+        predictions = model(batch.to(device), mode="predict")
+        yield batch, [p.to("cpu") for p in predictions]
+
+
+def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None = None) -> dict:
+    """COCO bbox metrics (and VOC mAP for VOC-format data); writes predictions.json when asked."""
+    loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
+    coco_eval = CocoEvaluator(dataset.coco, dataset.category_ids, dataset.class_names)
+    voc_eval = VocEvaluator(dataset.class_names) if cfg.data.format == "voc" else None
+    for batch, predictions in run_inference(model, loader, device):
+        coco_eval.process(batch.image_ids, predictions)
+        if voc_eval is not None:
+            gts = [dataset.get_annotation(i) for i in batch.image_ids]
+            voc_eval.process(batch.image_ids, predictions, gts)
+    metrics = coco_eval.evaluate()
+    if voc_eval is not None:
+        metrics.update(voc_eval.evaluate())
+    if output_dir is not None and get_rank() == 0:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        coco_eval.write_predictions(out / "predictions.json")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def apply_test_overrides(model, cfg: Config) -> None:
+    if cfg.test.score_thresh is not None and hasattr(model, "roi_heads"):
+        model.roi_heads.score_thresh = cfg.test.score_thresh
+
+
+def device_for(cfg: Config) -> torch.device:
+    return select_device(cfg.train.device)

@@ -1,0 +1,66 @@
+"""``Predictor``: a trained model as a function from an RGB image to detections."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detseg.config import Config, from_dict, load_config
+from detseg.data.collate import collate
+from detseg.data.transforms import build_transforms
+from detseg.engine.checkpoint import load_checkpoint
+from detseg.models.build import build_model
+from detseg.pipeline import apply_test_overrides, device_for
+from detseg.structures import Instances
+
+
+def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[torch.nn.Module, Config]:
+    """Build the model a checkpoint was trained as; label space and names come from its stored config."""
+    state = load_checkpoint(checkpoint)
+    stored = state.get("config")
+    if stored is not None:
+        trained = from_dict(Config, stored, prefix="")
+        cfg.model.num_classes = cfg.model.num_classes or trained.model.num_classes
+        cfg.model.class_names = cfg.model.class_names or trained.model.class_names
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    apply_test_overrides(model, cfg)
+    return model.to(device).eval(), cfg
+
+
+class Predictor:
+    """``Predictor(config, checkpoint)(rgb_uint8_hwc) -> Instances`` in that image's pixel coordinates."""
+
+    def __init__(self, config: str | Path | Config, checkpoint: str | Path, device: str | None = None):
+        cfg = config if isinstance(config, Config) else load_config(config)
+        if device is not None:
+            cfg.train.device = device
+        self.device = device_for(cfg)
+        self.model, self.cfg = load_trained_model(cfg, checkpoint, self.device)
+        self.class_names = self.cfg.model.class_names or [str(i) for i in range(self.cfg.model.num_classes)]
+        self.transform = build_transforms(False, cfg.data.min_size_test, cfg.data.max_size_test, 0.0, 0.0)
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> Instances:
+        return self.predict_batch([image])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, images: list[np.ndarray]) -> list[Instances]:
+        samples = [self._sample(image, i) for i, image in enumerate(images)]
+        predictions = self.model(collate(samples).to(self.device), mode="predict")
+        return [p.to("cpu") for p in predictions]
+
+    def _sample(self, image: np.ndarray, index: int) -> dict:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"Predictor expects an RGB uint8 array [H, W, 3], got {image.dtype} {image.shape}")
+        empty = np.zeros((0, 4), np.float32)
+        out, *_ = self.transform(image, empty, np.zeros(0, np.int64), np.zeros(0, bool), None)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))),
+            "image_id": index,
+            "orig_size": image.shape[:2],
+            "boxes": torch.zeros((0, 4)),
+            "labels": torch.zeros(0, dtype=torch.int64),
+            "iscrowd": torch.zeros(0, dtype=torch.bool),
+        }

@@ -1,0 +1,33 @@
+"""Argument and error handling shared by the command-line tools."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from detseg.config import ConfigError, load_config  # noqa: E402
+
+
+def config_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.lr=0.01")
+    return parser
+
+
+def load(args) -> "Config":  # noqa: F821
+    return load_config(args.config, args.overrides)
+
+
+def run_main(main) -> None:
+    """Turn the errors users cause (bad config, data or file) into one line and exit code 2."""
+    from detseg.data.errors import DatasetError
+    from detseg.engine.checkpoint import CheckpointError
+
+    try:
+        sys.exit(main())
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

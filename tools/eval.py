@@ -1,0 +1,30 @@
+"""Evaluate a checkpoint: python tools/eval.py CONFIG --checkpoint CKPT [--output-dir DIR] [key=value ...]
+
+Prints the metric table, writes DIR/metrics.json (percent) and DIR/predictions.json (COCO results).
+"""
+from _common import config_parser, load, run_main
+
+from detseg.data.build import build_dataset
+from detseg.evaluation.table import format_metrics_table
+from detseg.pipeline import apply_test_overrides, build_model_for, device_for, evaluate
+
+
+def main() -> int:
+    parser = config_parser(__doc__)
+    parser.add_argument("--checkpoint", required=True, help="detseg checkpoint (last.pt, best.pt)")
+    parser.add_argument("--output-dir", default=None, help="where metrics.json and predictions.json go")
+    args = parser.parse_intermixed_args()
+    cfg = load(args)
+    dataset = build_dataset(cfg.data, "val", train=False)
+    device = device_for(cfg)
+    model = build_model_for(cfg, dataset, checkpoint=args.checkpoint).to(device)
+    apply_test_overrides(model, cfg)
+    output_dir = args.output_dir or f"{cfg.train.output_dir}/eval"
+    metrics = evaluate(model, dataset, cfg, device, output_dir)
+    print(format_metrics_table(metrics))
+    print(f"wrote {output_dir}/metrics.json and {output_dir}/predictions.json")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

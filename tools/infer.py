@@ -1,0 +1,86 @@
+"""Run a trained model on images:
+python tools/infer.py CONFIG --checkpoint CKPT --input PATH [PATH ...] --output-dir DIR [--score-threshold T]
+
+Writes DIR/<image name>.jpg with boxes, class names and scores drawn, and DIR/predictions.json.
+A file that is not a readable image is reported and skipped; the others are still processed.
+"""
+import json
+import sys
+from pathlib import Path
+
+import cv2
+from _common import config_parser, load, run_main
+from tqdm import tqdm
+
+from detseg.data.datasets.base import read_rgb
+from detseg.data.errors import DatasetError
+from detseg.predictor import Predictor
+from detseg.visualization import draw_instances
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def collect_inputs(paths: list[str]) -> list[Path]:
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"--input {path} does not exist")
+    return files
+
+
+def output_path(out_dir: Path, source: Path, overwrite: bool) -> Path:
+    target = (out_dir / f"{source.stem}.jpg").resolve()
+    if not target.is_relative_to(out_dir.resolve()):
+        raise ValueError(f"{source}: output name would leave {out_dir}")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    return target
+
+
+def main() -> int:
+    parser = config_parser(__doc__)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--score-threshold", type=float, default=0.5, help="draw and save detections above this")
+    parser.add_argument("--limit", type=int, default=None, help="process at most this many images")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output images")
+    args = parser.parse_intermixed_args()
+    cfg = load(args)
+    predictor = Predictor(cfg, args.checkpoint)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = collect_inputs(args.input)[: args.limit]
+    records, failures = [], 0
+    for path in tqdm(files, desc="infer"):
+        try:
+            records.append(process_one(predictor, path, out_dir, args))
+        except (DatasetError, FileExistsError, ValueError) as exc:
+            failures += 1
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+    (out_dir / "predictions.json").write_text(json.dumps(records, indent=1))
+    print(f"{len(records)} images written to {out_dir}, {failures} skipped")
+    return 1 if failures and not records else 0
+
+
+def process_one(predictor: Predictor, path: Path, out_dir: Path, args) -> dict:
+    image = read_rgb(str(path))
+    instances = predictor(image)
+    instances = instances[instances.scores >= args.score_threshold]
+    drawn = draw_instances(image, instances, predictor.class_names)
+    cv2.imwrite(str(output_path(out_dir, path, args.overwrite)), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    return {
+        "file_name": str(path),
+        "boxes": [[round(v, 2) for v in box] for box in instances.boxes.tolist()],
+        "scores": [round(s, 4) for s in instances.scores.tolist()],
+        "labels": instances.labels.tolist(),
+        "class_names": [predictor.class_names[i] for i in instances.labels.tolist()],
+    }
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,42 @@
+"""Train a model: python tools/train.py CONFIG [--output-dir DIR] [--resume] [key=value ...]"""
+from _common import config_parser, load, run_main
+
+from detseg.config import dump_config
+from detseg.engine.distributed import init_distributed, is_main_process
+from detseg.engine.trainer import Trainer
+from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
+from detseg.data.build import build_dataset
+
+
+def main() -> int:
+    parser = config_parser(__doc__)
+    parser.add_argument("--output-dir", help="run folder (default: train.output_dir)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pt")
+    args = parser.parse_intermixed_args()
+    cfg = load(args)
+    if args.output_dir:
+        cfg.train.output_dir = args.output_dir
+    init_distributed()
+    train_set = build_dataset(cfg.data, "train", train=True)
+    val_set = build_dataset(cfg.data, "val", train=False) if (cfg.data.val.ann_file or cfg.data.val.root) else None
+    # written into config.yaml and the checkpoints so eval/infer need no training data
+    if cfg.model.num_classes is None:
+        cfg.model.num_classes = len(train_set.category_ids)
+    if cfg.model.class_names is None:
+        cfg.model.class_names = list(train_set.class_names)
+    model = build_model_for(cfg, train_set)
+    device = device_for(cfg)
+    evaluate_fn = (lambda m: evaluate(m, val_set, cfg, device)) if val_set is not None else None
+    trainer = Trainer(cfg, model, train_loader_factory(cfg, train_set), evaluate_fn, cfg.train.output_dir)
+    metrics = trainer.train(resume=args.resume)
+    if is_main_process():
+        print(f"finished; checkpoints and logs in {cfg.train.output_dir}")
+        if metrics:
+            from detseg.evaluation.table import format_metrics_table
+
+            print(format_metrics_table(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
