@@ -137,6 +137,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision on CUDA
     seed: int = 42
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    find_unused_parameters: bool = False  # DDP: heads that skip parameters on some batches need it
     output_dir: str = "runs/default"
 
 

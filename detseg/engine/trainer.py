@@ -125,7 +125,7 @@ class Trainer:
         if self.world_size == 1:
             return self.model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        find_unused = getattr(self.cfg.train, "find_unused_parameters", False)
+        find_unused = self.cfg.train.find_unused_parameters
         return DistributedDataParallel(self.model, device_ids=device_ids, find_unused_parameters=find_unused)
 
     def _batches(self) -> Iterator[Batch]:

@@ -103,3 +103,52 @@ def test_bad_config_key_is_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "solver.lrr" in result.stderr and "solver.lr" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _foreign_coco(shapes_paths, root: Path) -> Path:
+    """The tiny shapes set made awkward: sparse category ids, crowd RLE, grayscale PNG, an empty image."""
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    data = json.loads(Path(shapes_paths["train_json"]).read_text())
+    id_map = {1: 3, 2: 7, 3: 11, 4: 42, 5: 56, 6: 90}
+    for cat in data["categories"]:
+        cat["id"] = id_map[cat["id"]]
+    for ann in data["annotations"]:
+        ann["category_id"] = id_map[ann["category_id"]]
+    (root / "images").mkdir(parents=True)
+    for k, img in enumerate(data["images"]):
+        pixels = Image.open(Path(shapes_paths["train_dir"]) / img["file_name"])
+        if k % 3 == 0:  # grayscale PNG
+            img["file_name"] = Path(img["file_name"]).stem + ".png"
+            pixels = pixels.convert("L")
+        pixels.save(root / "images" / img["file_name"])
+    first = data["images"][0]
+    crowd = np.zeros((first["height"], first["width"]), np.uint8, order="F")
+    crowd[:20, :40] = 1
+    rle = mask_utils.encode(crowd)
+    rle["counts"] = rle["counts"].decode()
+    data["annotations"].append({"id": 10_000, "image_id": first["id"], "category_id": 42, "iscrowd": 1,
+                                "bbox": [0, 0, 40, 20], "area": 800, "segmentation": rle})
+    Image.new("RGB", (150, 120), (90, 120, 30)).save(root / "images" / "empty.jpg")
+    data["images"].append({"id": 9999, "file_name": "empty.jpg", "height": 120, "width": 150})
+    ann_file = root / "instances.json"
+    ann_file.write_text(json.dumps(data))
+    return ann_file
+
+
+@pytest.mark.slow
+def test_shapes_config_runs_on_foreign_coco_data(shapes_paths, tmp_path):
+    ann_file = _foreign_coco(shapes_paths, tmp_path / "foreign")
+    img_dir = tmp_path / "foreign" / "images"
+    data = [f"data.train.ann_file={ann_file}", f"data.train.img_dir={img_dir}",
+            f"data.val.ann_file={ann_file}", f"data.val.img_dir={img_dir}"]
+    short = [o for o in TINY if not o.startswith("train.max_iters")] + ["train.max_iters=6"]
+    run_tool("tools/train.py", CONFIG, "--output-dir", str(tmp_path / "run"), *short, *data)
+    run_tool("tools/eval.py", CONFIG, "--checkpoint", str(tmp_path / "run" / "last.pt"),
+             "--output-dir", str(tmp_path / "eval"), *short, *data)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["bbox"]
+    assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    predictions = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    assert {p["category_id"] for p in predictions} <= {3, 7, 11, 42, 56, 90}
