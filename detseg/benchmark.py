@@ -48,40 +48,41 @@ def _timed(step, iters: int, warmup: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def measure_detseg(model, images, targets, batch_size: int, iters: int, warmup: int = 2) -> Throughput:
+def measure(train_loss, predict_one, params, batch_size: int, num_inputs: int, iters: int, warmup: int = 2,
+            set_mode=None) -> Throughput:
+    """Time SGD steps on ``train_loss()`` and single-image ``predict_one(i)`` calls, model-agnostic."""
+    optimizer = torch.optim.SGD([p for p in params if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    def train_step():
+        loss = train_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    set_mode(True)
+    train_time = _timed(train_step, iters, warmup)
+    set_mode(False)
+    counter = iter(range(10**9))
+    with torch.no_grad():
+        infer_time = _timed(lambda: predict_one(next(counter) % num_inputs), iters * 2, warmup)
+    return Throughput(batch_size / train_time, 1 / infer_time)
+
+
+def measure_detseg(model, images, targets, batch_size: int, iters: int) -> Throughput:
     batch = to_batch(images[:batch_size], targets[:batch_size])
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-
-    def train_step():
-        loss = sum(model(batch, mode="loss").values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    train_time = _timed(train_step, iters, warmup)
-    model.eval()
     singles = [to_batch([img], [t]) for img, t in zip(images, targets)]
-    with torch.no_grad():
-        counter = iter(range(10**9))
-        infer_time = _timed(lambda: model(singles[next(counter) % len(singles)], mode="predict"), iters * 2, warmup)
-    return Throughput(batch_size / train_time, 1 / infer_time)
+    return measure(
+        lambda: sum(model(batch, mode="loss").values()),
+        lambda i: model(singles[i], mode="predict"),
+        model.parameters(), batch_size, len(singles), iters, set_mode=model.train,
+    )
 
 
-def measure_torchvision(model, images, targets, batch_size: int, iters: int, warmup: int = 2) -> Throughput:
+def measure_torchvision(model, images, targets, batch_size: int, iters: int) -> Throughput:
+    """torchvision's detectors take float [0, 1] images and do their own normalisation."""
     floats = [img.float() / 255 for img in images]
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-
-    def train_step():
-        loss = sum(model(floats[:batch_size], targets[:batch_size]).values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    train_time = _timed(train_step, iters, warmup)
-    model.eval()
-    with torch.no_grad():
-        counter = iter(range(10**9))
-        infer_time = _timed(lambda: model([floats[next(counter) % len(floats)]]), iters * 2, warmup)
-    return Throughput(batch_size / train_time, 1 / infer_time)
+    return measure(
+        lambda: sum(model(floats[:batch_size], targets[:batch_size]).values()),
+        lambda i: model([floats[i]]),
+        model.parameters(), batch_size, len(floats), iters, set_mode=model.train,
+    )

@@ -152,3 +152,17 @@ def test_shapes_config_runs_on_foreign_coco_data(shapes_paths, tmp_path):
     assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     predictions = json.loads((tmp_path / "eval" / "predictions.json").read_text())
     assert {p["category_id"] for p in predictions} <= {3, 7, 11, 42, 56, 90}
+
+
+@pytest.mark.slow
+def test_voc_format_trains_and_reports_voc_map(shapes_paths, tmp_path):
+    voc = shapes_paths["voc_root"]
+    data = ["data.format=voc", f"data.train.root={voc}", "data.train.split=train",
+            f"data.val.root={voc}", "data.val.split=val"]
+    short = [o for o in TINY if not o.startswith("train.max_iters")] + ["train.max_iters=4"]
+    run_tool("tools/train.py", CONFIG, "--output-dir", str(tmp_path / "run"), *short, *data)
+    run_tool("tools/eval.py", CONFIG, "--checkpoint", str(tmp_path / "run" / "last.pt"),
+             "--output-dir", str(tmp_path / "eval"), *short, *data)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {"mAP", "mAP07"} <= set(metrics["voc"]) and "AP" in metrics["bbox"]
+    assert 0.0 <= metrics["voc"]["mAP"] <= 100.0
