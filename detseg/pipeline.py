@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -57,7 +58,8 @@ def train_loader_factory(cfg: Config, dataset):
 def run_inference(model, loader, device, progress: bool = True):
     """Yields ``(batch, predictions)`` in dataset order, predictions on the CPU."""
     model.eval()
-    for batch in tqdm(loader, desc="inference", disable=not progress, leave=False):
+    interval = 0.1 if sys.stderr.isatty() else 10.0
+    for batch in tqdm(loader, desc="inference", disable=not progress, leave=False, mininterval=interval):
         predictions = model(batch.to(device), mode="predict")
         yield batch, [p.to("cpu") for p in predictions]
 

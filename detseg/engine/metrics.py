@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,10 @@ class ProgressBar:
     """tqdm over iterations with loss terms, lr and ETA in the postfix."""
 
     def __init__(self, start: int, total: int, enabled: bool):
+        # Redirected to a file or CI log, a redraw every 0.1 s would bury the log: redraw every 10 s.
+        interactive = sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=start, disable=not enabled, dynamic_ncols=True,
-                        unit="it", desc="train")
+                        unit="it", desc="train", mininterval=0.1 if interactive else 10.0)
 
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
