@@ -64,24 +64,27 @@ class RPN(nn.Module):
         deltas = torch.cat([o[1] for o in outputs], dim=1)
         anchors_per_level = self.anchor_generator([m.shape[-2:] for m in maps], self.strides, logits.device)
         anchors = torch.cat(anchors_per_level)
-        boxes = self.box_coder.decode(deltas.detach(), anchors[None]).squeeze(-2)
-        proposals = self._select(boxes, logits.detach(), [len(a) for a in anchors_per_level], batch.image_sizes)
+        level_sizes = [len(a) for a in anchors_per_level]
+        proposals = self._select(deltas.detach(), logits.detach(), anchors, level_sizes, batch.image_sizes)
         losses = self._loss(logits, deltas, anchors, batch) if with_loss else {}
         return proposals, losses
 
-    def _select(self, boxes: Tensor, logits: Tensor, level_sizes: list[int], image_sizes) -> list[Tensor]:
-        """Top-k per level, then clip, drop tiny and low boxes, NMS per (image, level), top-k per image."""
+    def _select(self, deltas: Tensor, logits: Tensor, anchors: Tensor, level_sizes: list[int], image_sizes):
+        """Top-k per level, decode only those, clip, drop tiny and low boxes, NMS per (image, level),
+        top-k per image. Returns one [M_i, 4] tensor per image."""
         pre_k = self.cfg.pre_nms_topk_train if self.training else self.cfg.pre_nms_topk_test
         post_k = self.cfg.post_nms_topk_train if self.training else self.cfg.post_nms_topk_test
-        num_images, num_levels = boxes.shape[0], len(level_sizes)
+        num_images, num_levels = logits.shape[0], len(level_sizes)
+        offsets = [0, *torch.tensor(level_sizes).cumsum(0).tolist()[:-1]]
         top_idx, levels = [], []
-        for level, (scores, offset) in enumerate(zip(logits.split(level_sizes, 1), _offsets(level_sizes))):
+        for level, (scores, offset) in enumerate(zip(logits.split(level_sizes, 1), offsets)):
             idx = scores.topk(min(pre_k, scores.shape[1]), dim=1).indices + offset
             top_idx.append(idx)
             levels.append(torch.full_like(idx, level))
         top_idx, levels = torch.cat(top_idx, 1), torch.cat(levels, 1)
-        rows = torch.arange(num_images, device=boxes.device)[:, None]
-        boxes, scores = boxes[rows, top_idx], logits[rows, top_idx].sigmoid()
+        rows = torch.arange(num_images, device=logits.device)[:, None]
+        boxes = self.box_coder.decode(deltas[rows, top_idx], anchors[top_idx]).squeeze(-2)
+        scores = logits[rows, top_idx].sigmoid()
         image_idx = rows.expand_as(levels)
         boxes, scores, image_idx, levels = (t.flatten(0, 1) for t in (boxes, scores, image_idx, levels))
         boxes = clip_to_image_sizes(boxes, image_idx, image_sizes)
@@ -108,10 +111,3 @@ class RPN(nn.Module):
         box = F.smooth_l1_loss(deltas[positive], targets, beta=self.cfg.smooth_l1_beta, reduction="sum")
         return {"loss_rpn_cls": objectness / num_sampled, "loss_rpn_box": box / num_sampled}
 
-
-def _offsets(sizes: list[int]) -> list[int]:
-    out, total = [], 0
-    for size in sizes:
-        out.append(total)
-        total += size
-    return out
