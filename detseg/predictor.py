@@ -54,9 +54,11 @@ class Predictor:
     def _sample(self, image: np.ndarray, index: int) -> dict:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"Predictor expects an RGB uint8 array [H, W, 3], got {image.dtype} {image.shape}")
-        empty = np.zeros((0, 4), np.float32)
-        out, *_ = self.transform(image, empty, np.zeros(0, np.int64), np.zeros(0, bool), None)
-        return {
+        proposals = self._proposals(image)
+        boxes = proposals if proposals is not None else np.zeros((0, 4), np.float32)
+        # proposals ride through the transform as boxes, so they are resized exactly like the image
+        out, boxes, *_ = self.transform(image, boxes, np.zeros(len(boxes), np.int64), np.zeros(len(boxes), bool), None)
+        sample = {
             "image": torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))),
             "image_id": index,
             "orig_size": image.shape[:2],
@@ -64,3 +66,18 @@ class Predictor:
             "labels": torch.zeros(0, dtype=torch.int64),
             "iscrowd": torch.zeros(0, dtype=torch.bool),
         }
+        if proposals is not None:
+            sample["proposals"] = torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4))
+        return sample
+
+    def _proposals(self, image: np.ndarray) -> np.ndarray | None:
+        """Selective search on the fly for models that read precomputed proposals; None for the RPN."""
+        prop = self.cfg.model.proposals
+        if prop.source == "rpn":
+            return None
+        if prop.source != "selective_search":
+            raise ValueError(f"model.proposals.source '{prop.source}' has no proposals for new images; "
+                             "set model.proposals.source=selective_search to compute them on the fly")
+        from detseg.models.proposals.selective_search import selective_search
+
+        return selective_search(image, prop.mode, prop.max_test or prop.max_proposals, prop.min_size, prop.max_side)

@@ -28,6 +28,6 @@ def run_main(main) -> None:
 
     try:
         sys.exit(main())
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

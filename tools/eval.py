@@ -5,6 +5,7 @@ Prints the metric table, writes DIR/metrics.json (percent) and DIR/predictions.j
 from _common import config_parser, load, run_main
 
 from detseg.data.build import build_dataset
+from detseg.data.proposals import wrap_with_proposals
 from detseg.evaluation.table import format_metrics_table
 from detseg.pipeline import apply_test_overrides, build_model_for, device_for, evaluate
 
@@ -16,6 +17,7 @@ def main() -> int:
     args = parser.parse_intermixed_args()
     cfg = load(args)
     dataset = build_dataset(cfg.data, "val", train=False)
+    dataset = wrap_with_proposals(cfg, dataset, "val")
     device = device_for(cfg)
     model = build_model_for(cfg, dataset, checkpoint=args.checkpoint).to(device)
     apply_test_overrides(model, cfg)

@@ -6,6 +6,7 @@ A file that is not a readable image is reported and skipped; the others are stil
 """
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -48,22 +49,25 @@ def main() -> int:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--score-threshold", type=float, default=0.5, help="draw and save detections above this")
     parser.add_argument("--limit", type=int, default=None, help="process at most this many images")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output images")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --output-dir")
     args = parser.parse_intermixed_args()
     cfg = load(args)
     predictor = Predictor(cfg, args.checkpoint)
     out_dir = Path(args.output_dir)
+    if (out_dir / "predictions.json").exists() and not args.overwrite:
+        raise FileExistsError(f"{out_dir / 'predictions.json'} exists; pass --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = collect_inputs(args.input)[: args.limit]
-    records, failures = [], 0
-    for path in tqdm(files, desc="infer"):
+    records, failures, start = [], 0, time.perf_counter()
+    for path in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
         try:
             records.append(process_one(predictor, path, out_dir, args))
         except (DatasetError, FileExistsError, ValueError) as exc:
             failures += 1
             print(f"skipped {path}: {exc}", file=sys.stderr)
     (out_dir / "predictions.json").write_text(json.dumps(records, indent=1))
-    print(f"{len(records)} images written to {out_dir}, {failures} skipped")
+    rate = len(files) / max(time.perf_counter() - start, 1e-9)
+    print(f"{len(records)} images written to {out_dir}, {failures} skipped ({rate:.1f} images/s)")
     return 1 if failures and not records else 0
 
 

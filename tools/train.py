@@ -6,6 +6,8 @@ from detseg.engine.distributed import init_distributed, is_main_process
 from detseg.engine.trainer import Trainer
 from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
 from detseg.data.build import build_dataset
+from detseg.data.proposals import wrap_with_proposals
+from detseg.data.check import require_clean_data
 
 
 def main() -> int:
@@ -17,8 +19,12 @@ def main() -> int:
     if args.output_dir:
         cfg.train.output_dir = args.output_dir
     init_distributed()
+    if cfg.data.on_bad_sample == "error":
+        require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True)
     val_set = build_dataset(cfg.data, "val", train=False) if (cfg.data.val.ann_file or cfg.data.val.root) else None
+    train_set = wrap_with_proposals(cfg, train_set, "train")  # precomputed proposals (fast_rcnn, sppnet, rcnn)
+    val_set = wrap_with_proposals(cfg, val_set, "val") if val_set is not None else None
     # written into config.yaml and the checkpoints so eval/infer need no training data
     if cfg.model.num_classes is None:
         cfg.model.num_classes = len(train_set.category_ids)

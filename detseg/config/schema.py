@@ -52,13 +52,16 @@ class RPNConfig:
 @dataclass
 class RoIConfig:
     in_features: list[str] = field(default_factory=lambda: ["s4", "s8", "s16", "s32"])
-    pooler: str = "roi_align"  # "roi_align" | "roi_pool"
+    pooler: str = "roi_align"  # "roi_align" | "roi_pool" | "spp"
+    spp_levels: list[int] = field(default_factory=lambda: [4, 2, 1])  # pooler "spp": pyramid grid sizes
     pooler_resolution: int = 7
     sampling_ratio: int = 2
     head_fc_dims: list[int] = field(default_factory=lambda: [1024, 1024])
     head_conv_dims: list[int] = field(default_factory=list)  # optional 3x3 convs before the fcs
     fg_iou_thresh: float = 0.5
     bg_iou_thresh: float = 0.5
+    # proposals with best IoU below this are ignored, not background (Fast R-CNN: 0.1, background in [0.1, 0.5))
+    bg_iou_low: float = 0.0
     batch_size_per_image: int = 512
     positive_fraction: float = 0.25
     bbox_reg_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
@@ -70,6 +73,28 @@ class RoIConfig:
 
 
 @dataclass
+class ProposalsConfig:
+    """Where two-stage / region models get proposals: the RPN, or precomputed (see detseg.data.proposals)."""
+    source: str = "rpn"  # "rpn" | "selective_search" | "file"
+    mode: str = "fast"  # selective search preset: "fast" | "quality"
+    max_proposals: int = 2000  # per image, in OpenCV's order
+    min_size: float = 4.0  # pixels of the original image; smaller boxes are dropped
+    max_side: int | None = None  # downscale the image to this long side before selective search (boxes scaled back)
+    file: str | None = None  # source "file": JSON {image_id: [[x1, y1, x2, y2], ...]} in original pixels
+    cache_dir: str | None = None  # None: <train.output_dir>/proposals
+    workers: int = 2  # processes building the selective search cache
+    max_test: int | None = None  # keep only the first N proposals per image at inference (None: all)
+
+
+@dataclass
+class RCNNConfig:
+    """R-CNN's region warping (arch "rcnn"); the classifier and sampling come from model.roi."""
+    warp_size: int = 227  # each region is warped to warp_size x warp_size pixels
+    context_padding: int = 16  # pixels of image context around the box, in the warped region
+    chunk_size: int = 128  # regions per backbone pass
+
+
+@dataclass
 class ModelConfig:
     arch: str = "faster_rcnn"
     num_classes: int | None = None  # None: the training set's category count
@@ -78,6 +103,8 @@ class ModelConfig:
     neck: NeckConfig = field(default_factory=NeckConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi: RoIConfig = field(default_factory=RoIConfig)
+    proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
+    rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     size_divisibility: int = 32
@@ -135,6 +162,9 @@ class TrainConfig:
     checkpoint_period: int = 5000
     log_period: int = 20
     amp: bool = False  # mixed precision on CUDA
+    # A non-finite loss or gradient norm: "error" stops the run (the last checkpoint stays the
+    # last good one); "skip" drops that update, counts it and logs the count as skipped_steps.
+    on_nonfinite: str = "error"  # "error" | "skip"
     seed: int = 42
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     find_unused_parameters: bool = False  # DDP: heads that skip parameters on some batches need it

@@ -52,6 +52,31 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Delete temp files left by save_checkpoint in processes that were killed mid-write.
+
+    A SIGKILL skips the cleanup in save_checkpoint; without this every kill would leak a
+    checkpoint-sized hidden file. Files of live processes (another writer) are left alone.
+    """
+    removed = []
+    for tmp in Path(directory).glob(".*.*.*.tmp"):
+        found = re.fullmatch(r"\..+\.(\d+)\.[0-9a-f]{32}\.tmp", tmp.name)
+        if found and not _process_alive(int(found.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return pid != 0
+
+
 def _fsync_dir(directory: Path) -> None:
     """Persist the rename itself; best effort (not every platform can open a directory)."""
     try:

@@ -13,11 +13,23 @@ from tqdm import tqdm
 
 from detseg.config import Config, config_to_dict, dump_config
 from detseg.engine import distributed as du
-from detseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from detseg.engine.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, primary_metric
 from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
 from detseg.structures import Batch
 from detseg.utils.rng import get_rng_state, preserved_rng, seed_everything, set_rng_state
+
+NONFINITE_POLICIES = ("error", "skip")
+# (section, key, "refuse" | "warn"): config changes between a checkpoint and its resume.
+# batch_size: the sampler position is iteration * batch_size, so samples would be skipped or
+# repeated and lr no longer matches the batch; num_classes: the heads' shapes change.
+# max_iters: raising it is how a run is extended, so it is allowed but announced.
+RESUME_CHECKS = (("data", "batch_size", "refuse"), ("model", "num_classes", "refuse"),
+                 ("model", "arch", "refuse"), ("train", "max_iters", "warn"), ("solver", "lr", "warn"))
+
+
+class ResumeError(ValueError):
+    """--resume with a config that is incompatible with the checkpoint's."""
 
 LoaderFactory = Callable[[int], Iterable[Batch]]
 EvaluateFn = Callable[[nn.Module], dict[str, Any]]
@@ -51,6 +63,9 @@ class Trainer:
         self.best_metric: float | None = None
         self.elapsed_before = 0.0  # seconds spent by earlier (resumed-from) runs of this job
         self.last_metrics: dict[str, Any] = {}
+        self.skipped_steps = 0  # updates dropped under train.on_nonfinite=skip
+        if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {cfg.train.on_nonfinite!r}")
         self._last_eval_iter = self._last_save_iter = -1
 
     # ---------------------------------------------------------------- main flow
@@ -81,7 +96,8 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
                 losses = self._run_step(batch)
                 self.iteration += 1
-                self._record(losses, lr, data_time, self.clock() - start)
+                if losses is not None:  # None: a skipped non-finite step, nothing to average
+                    self._record(losses, lr, data_time, self.clock() - start)
                 self._fit_schedule_to_budget()
                 self._log()
                 self._maybe_checkpoint()
@@ -105,13 +121,18 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.cfg.solver)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.solver, self.max_iters)
         self.amp_dtype = self._amp_dtype()
-        # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler = self._make_scaler()
         self.window, self.times = WindowAverage(), {"time": 0.0, "data_time": 0.0}
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temp_files(self.output_dir):
+                self._say(f"removed {stale.name}, left by a run killed while saving a checkpoint")
             dump_config(self.cfg, self.output_dir / "config.yaml")
         self.writer = MetricsWriter(self.output_dir, enabled=self.is_main)
+
+    def _make_scaler(self) -> torch.amp.GradScaler:
+        # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.cfg.train.amp:
@@ -144,7 +165,7 @@ class Trainer:
                 raise RuntimeError("train_loader_factory returned an empty loader")
 
     # ---------------------------------------------------------------- one step
-    def _run_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _run_step(self, batch: Batch) -> dict[str, torch.Tensor] | None:
         batch = batch.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             losses = self.ddp_model(batch, mode="loss")
@@ -155,30 +176,50 @@ class Trainer:
         self.scaler.scale(total).backward()
         # Checked after backward (its kernels are already queued) but before the update,
         # so the weights never take a non-finite step.
-        self._check_finite(total, losses)
-        self._optimizer_step()
+        finite = self._check_finite(total, losses) and self._clip_gradients(total, losses)
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()  # the schedule follows the iteration count, skipped or not
+        if not finite:
+            return None
         return {"loss": total.detach(), **{k: v.detach() for k, v in losses.items()}}
 
-    def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+    def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> bool:
         finite = bool(torch.isfinite(total).item())
         # All ranks decide together; one rank raising alone would leave the others hanging.
         if du.all_ranks_true(finite, self.device):
-            return
+            return True
         terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
         where = f"rank {self.rank}" if not finite else f"another rank (this is rank {self.rank})"
-        raise FloatingPointError(
-            f"non-finite loss at iteration {self.iteration + 1} on {where}: total={total.item():.6g}, {terms}"
-        )
+        return self._nonfinite(f"non-finite loss at iteration {self.iteration + 1} on {where}: "
+                               f"total={total.item():.6g}, {terms}")
 
-    def _optimizer_step(self) -> None:
+    def _clip_gradients(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> bool:
+        """Clip to solver.clip_grad_norm; False when the norm is non-finite and the step is skipped.
+        Under fp16 loss scaling an inf norm is the scaler's business: it skips and lowers the scale."""
         clip = self.cfg.solver.clip_grad_norm
-        if clip:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        if not clip:
+            return True
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        finite = bool(torch.isfinite(norm).item())
+        if self.scaler.is_enabled() or du.all_ranks_true(finite, self.device):
+            return True
+        terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
+        return self._nonfinite(f"non-finite gradient norm {norm.item()} at iteration {self.iteration + 1} "
+                               f"(loss {total.item():.6g}: {terms})")
+
+    def _nonfinite(self, message: str) -> bool:
+        """Apply train.on_nonfinite: raise, or count the skipped update and go on (returns False)."""
+        if self.cfg.train.on_nonfinite == "error":
+            raise FloatingPointError(message + "; the last checkpoint is from before this step "
+                                     "(train.on_nonfinite=skip drops such steps instead)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        self._say(f"{message}; step skipped ({self.skipped_steps} so far)")
+        return False
 
     def _record(self, losses: dict[str, torch.Tensor], lr: float, data_time: float, step_time: float) -> None:
         self.window.add(losses)
@@ -199,6 +240,8 @@ class Trainer:
         record = {"type": "train", "iter": self.iteration, "lr": self.last_lr,
                   **{k: v.item() for k, v in averages.items()},
                   **{k: v / count for k, v in self.times.items()}}
+        if self.skipped_steps:  # only once something was skipped, so clean runs log the usual keys
+            record["skipped_steps"] = self.skipped_steps
         if self.device.type == "cuda":
             record["max_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self.writer.write(record, self.iteration)
@@ -263,6 +306,8 @@ class Trainer:
             "rng": du.all_gather_object(get_rng_state()),  # one entry per rank
             "config": config_to_dict(self.cfg),
             "best_metric": self.best_metric,
+            "skipped_steps": self.skipped_steps,
+            "world_size": self.world_size,
         }
 
     def _save(self, name: str) -> None:
@@ -277,6 +322,7 @@ class Trainer:
             self._say(f"resume: no checkpoint at {path}, starting from scratch")
             return
         state = load_checkpoint(path, map_location="cpu")
+        self._check_resume_config(path, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -284,9 +330,28 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.best_metric = state["iteration"], state.get("best_metric")
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         self._restore_schedule(state)
         self._restore_rng(state.get("rng"))
         self._say(f"resumed from {path} at iteration {self.iteration}/{self.max_iters}")
+
+    def _check_resume_config(self, path: Path, state: dict[str, Any]) -> None:
+        """Refuse what would silently change the run, warn about what is a deliberate change."""
+        saved = state.get("config") or {}
+        refused, warned = [], []
+        for section, key, problem in RESUME_CHECKS:
+            old, new = saved.get(section, {}).get(key), getattr(getattr(self.cfg, section), key)
+            if saved and old != new:
+                (refused if problem == "refuse" else warned).append(f"{section}.{key} {old} -> {new}")
+        old_world = state.get("world_size", len(state.get("rng") or [None]))
+        if old_world != self.world_size:
+            warned.append(f"world size {old_world} -> {self.world_size} (same global batch, "
+                          f"per-rank data order and RNG streams change)")
+        if refused:
+            raise ResumeError(f"cannot resume from {path}: {'; '.join(refused)}. These change what an "
+                              f"iteration means; start a new output_dir (model.weights={path}) instead.")
+        for change in warned:
+            self._say(f"WARNING resume from {path}: {change}")
 
     def _check_ranks_agree(self) -> None:
         iterations = du.all_gather_object(self.iteration)

@@ -257,7 +257,9 @@ def test_every_shipped_config_builds_and_predicts(path):
     model = build_model(cfg.model, num_classes).eval()
     assert model.roi_heads.box_predictor.cls_score.out_features == num_classes + 1
     images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    batch = Batch(images=images, image_sizes=[(64, 64)], orig_sizes=[(64, 64)], image_ids=[0])
+    # precomputed-proposal models (rcnn, sppnet, fast_rcnn) get their boxes with the batch
+    proposals = None if cfg.model.proposals.source == "rpn" else [torch.tensor([[0, 0, 32, 32], [16, 16, 64, 64.0]])]
+    batch = Batch(images=images, image_sizes=[(64, 64)], orig_sizes=[(64, 64)], image_ids=[0], proposals=proposals)
     model.roi_heads.score_thresh = 0.0
     with torch.no_grad():
         preds = model(batch, mode="predict")

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from detseg.data.errors import DatasetError, check_policy
+from detseg.data.safety import pixel_limit_message, too_many_pixels
 
 # (image, boxes, labels, iscrowd, masks) -> the same five, see detseg.data.transforms
 TransformFn = Callable[..., tuple]
@@ -30,15 +31,40 @@ Target = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """Decode any PIL-readable image as uint8 RGB [H, W, 3], EXIF orientation applied."""
+    """Decode any PIL-readable image as uint8 RGB [H, W, 3], EXIF orientation applied.
+
+    The pixel count is checked on the header before decoding (decompression bombs).
+    High bit depths (16-bit PNG) are scaled to 8 bit, never clipped.
+    """
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")  # PIL warns when a transparent palette goes straight to RGB
-            return np.array(img.convert("RGB"))
+            h, w = img.size[1], img.size[0]
+            if too_many_pixels(h, w):
+                raise DatasetError(f"{path}: {pixel_limit_message(h, w)}")
+            return _to_rgb(ImageOps.exif_transpose(img))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode.startswith("I") or img.mode == "F":
+        gray = _high_depth_to_uint8(img)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # PIL warns when a transparent palette goes straight to RGB
+    return np.array(img.convert("RGB"))
+
+
+def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
+    """PIL's own convert("RGB") clips 16-bit values at 255 (a white image); scale instead."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = 1.0 if values.size and np.nanmax(values) <= 1.0 else 255.0
+    else:  # "I;16*" is 16 bit; PIL also opens 16-bit PNGs as 32-bit "I" holding 0..65535
+        top = 65535.0 if img.mode.startswith("I;16") or (values.size and values.max() > 255) else 255.0
+    return np.clip(np.round(np.nan_to_num(values) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def clip_boxes_(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -11,7 +11,10 @@ Rules:
 - Masks (``with_masks=True``) are decoded from polygons (one or several parts) or from
   compressed / uncompressed RLE by pycocotools.
 - Bad input is found at construction without decoding images (unknown category, invalid
-  box, annotation without image entry, image entry without file). ``on_bad_sample="error"``
+  box, annotation without image entry, image entry without file, a ``file_name`` that is
+  absolute / contains ``..`` / is a symlink leaving ``img_dir``, width*height above
+  ``detseg.data.safety.MAX_IMAGE_PIXELS``). ``width``/``height`` are the displayed size
+  (after EXIF orientation), see detseg.data.safety. ``on_bad_sample="error"``
   raises DatasetError listing the first problems; ``"skip"`` drops the bad annotation (or the
   bad image with its annotations), counts them in ``self.skipped`` and warns once. ``self.coco``
   then holds the cleaned annotations, so evaluation sees the same ground truth as training.
@@ -31,6 +34,7 @@ from pycocotools.coco import COCO
 
 from detseg.data.datasets.base import DetectionDataset, Target, TransformFn, clip_boxes_
 from detseg.data.errors import DatasetError, ProblemLog
+from detseg.data.safety import pixel_limit_message, too_many_pixels, unsafe_file_name
 
 
 def coco_from_dict(data: dict, source: str = "<dict>") -> COCO:
@@ -96,6 +100,12 @@ class CocoDetection(DetectionDataset):
             if not isinstance(name, str) or not all(isinstance(v, int) and v > 0 for v in (h, w)):
                 problems.add("invalid_image_entry", f"image id {img_id}: needs file_name, positive integer "
                              f"height and width, got {name!r}, {h!r}, {w!r}")
+                bad.add(img_id)
+            elif unsafe_file_name(self.img_dir, name):
+                problems.add("unsafe_path", f"image id {img_id}: {unsafe_file_name(self.img_dir, name)}")
+                bad.add(img_id)
+            elif too_many_pixels(h, w):
+                problems.add("image_too_large", f"image id {img_id} ({name}): {pixel_limit_message(h, w)}")
                 bad.add(img_id)
             elif not (self.img_dir / name).is_file():
                 problems.add("missing_file", f"image id {img_id}: file {self.img_dir / name} does not exist")

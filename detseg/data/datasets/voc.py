@@ -28,6 +28,7 @@ from PIL import Image
 from detseg.data.datasets.base import DetectionDataset, Target, TransformFn, clip_boxes_
 from detseg.data.datasets.coco import coco_from_dict
 from detseg.data.errors import DatasetError, ProblemLog
+from detseg.data.safety import unsafe_file_name
 
 EXIF_ORIENTATION = 0x0112
 
@@ -130,7 +131,8 @@ class VOCDetection(DetectionDataset):
     def _image_path(self, voc_id: str, xml_name: str | None) -> Path | None:
         """``JPEGImages/{id}.jpg`` as in VOC; else the xml's ``filename`` (other extensions)."""
         for name in (f"{voc_id}.jpg", (xml_name or "").strip()):
-            if name and (self.root / "JPEGImages" / name).is_file():
+            safe = name and not unsafe_file_name(self.root / "JPEGImages", name)  # the xml is untrusted too
+            if safe and (self.root / "JPEGImages" / name).is_file():
                 return self.root / "JPEGImages" / name
         return None
 

@@ -21,11 +21,13 @@ def pad_boxes(boxes: list[Tensor], min_len: int = 1) -> tuple[Tensor, Tensor]:
 
 
 def match_boxes(
-    candidates: Tensor, gt: Tensor, gt_valid: Tensor, fg_thresh: float, bg_thresh: float, allow_low_quality: bool
+    candidates: Tensor, gt: Tensor, gt_valid: Tensor, fg_thresh: float, bg_thresh: float, allow_low_quality: bool,
+    bg_low: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """candidates [B, N, 4] (or [N, 4] shared), gt [B, G, 4] -> (matched gt index [B, N], label [B, N]).
 
-    label is 1 for foreground, 0 background, -1 ignored (between the thresholds).
+    label is 1 for foreground, 0 background (best IoU in [bg_low, bg_thresh)), -1 ignored (between the
+    thresholds, or below ``bg_low``: Fast R-CNN's 0.1). Images without ground truth are all background.
     ``allow_low_quality`` lets each gt keep the candidates it overlaps best (Faster R-CNN's RPN rule).
     """
     if candidates.dim() == 2:
@@ -35,7 +37,7 @@ def match_boxes(
     best_iou, matched = iou.max(dim=1)  # [B, N]
     labels = torch.full_like(matched, IGNORE)
     labels[best_iou >= fg_thresh] = 1
-    labels[(best_iou < bg_thresh) & (best_iou >= 0)] = BACKGROUND
+    labels[(best_iou < bg_thresh) & (best_iou >= bg_low)] = BACKGROUND
     labels[best_iou < 0] = BACKGROUND  # images without ground truth
     if allow_low_quality:
         best_per_gt = iou.max(dim=2, keepdim=True).values  # [B, G, 1]

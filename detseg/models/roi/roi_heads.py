@@ -17,15 +17,22 @@ from detseg.structures.boxes import scale_boxes
 
 
 class RoIHeads(nn.Module):
-    def __init__(self, cfg, in_spec: dict[str, FeatureSpec], num_classes: int):
+    def __init__(self, cfg, in_spec: dict[str, FeatureSpec], num_classes: int, pooler: nn.Module | None = None):
+        """``pooler``: a custom one (R-CNN's crop-warp-backbone); poolers with ``flat_dim`` give vectors."""
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.pooler = build_pooler(cfg, in_spec)
-        channels = {in_spec[k].channels for k in cfg.in_features}
-        if len(channels) != 1:
-            raise ValueError(f"model.roi.in_features {cfg.in_features} have different channel counts {channels}")
-        self.box_head = BoxHead(channels.pop(), cfg.pooler_resolution, cfg.head_conv_dims, cfg.head_fc_dims)
+        self.pooler = pooler if pooler is not None else build_pooler(cfg, in_spec)
+        flat_dim = getattr(self.pooler, "flat_dim", None)
+        if flat_dim is not None:  # SPP / R-CNN: already a vector per RoI, the fcs read it directly
+            if cfg.head_conv_dims:
+                raise ValueError("model.roi.head_conv_dims needs a square pooled map; this pooler gives vectors")
+            self.box_head = BoxHead(flat_dim, 1, [], cfg.head_fc_dims)
+        else:
+            channels = {in_spec[k].channels for k in cfg.in_features}
+            if len(channels) != 1:
+                raise ValueError(f"model.roi.in_features {cfg.in_features} have different channel counts {channels}")
+            self.box_head = BoxHead(channels.pop(), cfg.pooler_resolution, cfg.head_conv_dims, cfg.head_fc_dims)
         self.box_predictor = BoxPredictor(self.box_head.out_dim, num_classes)
         self.box_coder = BoxCoder(cfg.bbox_reg_weights)
         self.score_thresh = cfg.score_thresh
@@ -59,7 +66,8 @@ class RoIHeads(nn.Module):
         gt_labels = torch.zeros(gt_valid.shape, dtype=torch.int64, device=gt.device)
         for i, (labels, k) in enumerate(zip(batch.labels, keep)):
             gt_labels[i, : int(k.sum())] = labels[k]
-        matched, labels = match_boxes(props, gt, gt_valid, self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh, False)
+        matched, labels = match_boxes(props, gt, gt_valid, self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh, False,
+                                      self.cfg.bg_iou_low)
         labels[~valid] = IGNORE
         sampled = sample_balanced(labels, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
         rows = torch.arange(len(props), device=props.device)[:, None]

@@ -1,0 +1,252 @@
+"""Dataset validation without training: ``tools/check_dataset.py`` and the check at the start of training.
+
+Only file headers are read (PIL opens lazily) plus the last bytes of JPEG/PNG files to spot
+truncation, so checking 100k images takes seconds, not a decode pass; ``decode=True`` also
+decodes every image. Files are opened read-only; nothing is ever written.
+
+Errors make the data unusable under ``on_bad_sample: error``; warnings (EXIF orientation,
+boxes partly outside the image, images without or with only crowd annotations) are reported
+but do not stop training.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from detseg.data.datasets.coco import box_problem
+from detseg.data.errors import DatasetError
+from detseg.data.safety import (displayed_size, exif_orientation, pixel_limit_message, too_many_pixels,
+                                unsafe_file_name)
+
+WARNING_KINDS = {"exif_orientation", "box_partly_outside", "no_annotations", "only_crowd"}
+LISTED_PER_KIND = 5
+# Files must end with these markers; a copy or download cut short does not.
+END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+
+
+@dataclass
+class Report:
+    source: str
+    num_images: int = 0
+    num_annotations: int = 0
+    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    histogram: Counter = field(default_factory=Counter)
+
+    def add(self, kind: str, message: str) -> None:
+        self.problems[kind].append(message)
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        return {k: v for k, v in self.problems.items() if k not in WARNING_KINDS}
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def text(self) -> str:
+        n_err = sum(map(len, self.errors.values()))
+        n_warn = sum(len(v) for k, v in self.problems.items() if k in WARNING_KINDS)
+        lines = [f"{self.source}: {self.num_images} images, {self.num_annotations} annotations, "
+                 f"{n_err} error(s), {n_warn} warning(s)"]
+        for kind, messages in sorted(self.problems.items(), key=lambda kv: (kv[0] in WARNING_KINDS, kv[0])):
+            level = "warning" if kind in WARNING_KINDS else "ERROR"
+            lines.append(f"  {level} {kind}: {len(messages)}")
+            lines += [f"    - {m}" for m in messages[:LISTED_PER_KIND]]
+            if len(messages) > LISTED_PER_KIND:
+                lines.append(f"    ... and {len(messages) - LISTED_PER_KIND} more")
+        lines.append("  annotations per class (crowd excluded):")
+        lines += [f"    {name:<24} {count}" for name, count in sorted(self.histogram.items())]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- images
+def check_image_file(path: Path, hw: tuple[int, int] | None, report: Report, where: str,
+                     decode: bool = False) -> None:
+    """Header-level checks of one image file; ``hw`` is the annotated (displayed) size."""
+    if not path.is_file():
+        return report.add("missing_file", f"{where}: {path} does not exist")
+    if path.stat().st_size == 0:
+        return report.add("empty_file", f"{where}: {path} is empty (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            _check_header(img, path, hw, report, where)
+            if decode:
+                img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return report.add("unreadable_image", f"{where}: {path}: {exc}")
+    if _truncated(path):
+        report.add("truncated_image", f"{where}: {path} ends before its end-of-image marker (cut short?)")
+
+
+def _check_header(img: Image.Image, path: Path, hw, report: Report, where: str) -> None:
+    w, h = img.size
+    if too_many_pixels(h, w):
+        report.add("image_too_large", f"{where}: {path}: {pixel_limit_message(h, w)}")
+    orientation = exif_orientation(img)
+    if orientation != 1:
+        report.add("exif_orientation", f"{where}: {path} has EXIF orientation {orientation}; "
+                   f"it is applied when reading, boxes refer to the displayed image")
+    shown = displayed_size(img)
+    if hw is not None and tuple(hw) != shown:
+        report.add("size_mismatch", f"{where}: annotated (h, w) = {tuple(hw)}, the displayed image is {shown}")
+
+
+def _truncated(path: Path) -> bool:
+    marker = END_MARKERS.get(path.suffix.lower())
+    if marker is None:
+        return False
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        return marker not in f.read()  # JPEGs may carry a few padding bytes after EOI
+
+
+# ---------------------------------------------------------------------- COCO
+def check_coco(ann_file: str | Path, img_dir: str | Path, category_ids: list[int] | None = None,
+               decode: bool = False) -> Report:
+    report = Report(str(ann_file))
+    data = _read_json(Path(ann_file))
+    cats = {c.get("id"): c.get("name", str(c.get("id"))) for c in data.get("categories", []) if isinstance(c, dict)}
+    known = set(cats) if category_ids is None else set(cats) & {int(c) for c in category_ids}
+    images = _check_coco_images(data["images"], Path(img_dir), report, decode)
+    per_image = _check_coco_annotations(data.get("annotations", []), images, cats, known, report)
+    for img_id, entry in images.items():
+        flags = per_image.get(img_id, [])
+        if not flags:
+            report.add("no_annotations", f"image id {img_id} ({entry.get('file_name')}) has no annotations")
+        elif all(flags):
+            report.add("only_crowd", f"image id {img_id} ({entry.get('file_name')}) has only crowd annotations")
+    return report
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read COCO json ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DatasetError(f"{path}: not a COCO instances file (needs an 'images' list)")
+    return data
+
+
+def _check_coco_images(entries: list, img_dir: Path, report: Report, decode: bool) -> dict:
+    """image id -> entry for the entries whose fields are usable (files may still be bad)."""
+    images: dict = {}
+    for entry in entries:
+        report.num_images += 1
+        img_id, name = entry.get("id"), entry.get("file_name")
+        h, w = entry.get("height"), entry.get("width")
+        where = f"image id {img_id} ({name})"
+        if img_id in images:
+            report.add("duplicate_image_id", f"image id {img_id} appears more than once")
+        elif not isinstance(name, str) or not all(isinstance(v, int) and v > 0 for v in (h, w)):
+            report.add("invalid_image_entry", f"{where}: needs file_name and positive integer height, width")
+        elif unsafe_file_name(img_dir, name):
+            report.add("unsafe_path", f"{where}: {unsafe_file_name(img_dir, name)}")
+        elif too_many_pixels(h, w):
+            report.add("image_too_large", f"{where}: annotated {pixel_limit_message(h, w)}")
+        else:
+            images[img_id] = entry
+            check_image_file(img_dir / name, (h, w), report, where, decode)
+    return images
+
+
+def _check_coco_annotations(anns: list, images: dict, cats: dict, known: set, report: Report) -> dict:
+    """image id -> [iscrowd, ...] of its annotations; fills the report and histogram."""
+    per_image, seen = defaultdict(list), set()
+    for ann in anns:
+        report.num_annotations += 1
+        ann_id, entry = ann.get("id"), images.get(ann.get("image_id"))
+        where = f"annotation id {ann_id} (image {ann.get('image_id')})"
+        if ann_id in seen:
+            report.add("duplicate_annotation_id", f"{where}: id used more than once")
+        seen.add(ann_id)
+        if entry is None:
+            report.add("missing_image_entry", f"{where}: image id has no usable entry in 'images'")
+            continue
+        if ann.get("category_id") not in known:
+            report.add("unknown_category", f"{where}: category_id {ann.get('category_id')!r} is not a known category")
+            continue
+        crowd = bool(ann.get("iscrowd", 0))
+        per_image[ann["image_id"]].append(crowd)
+        _check_box(ann.get("bbox"), (entry["height"], entry["width"]), report, where)
+        _check_segmentation(ann.get("segmentation"), (entry["height"], entry["width"]), report, where)
+        if not crowd:
+            report.histogram[cats[ann["category_id"]]] += 1
+    return per_image
+
+
+def _check_box(bbox, hw: tuple[int, int], report: Report, where: str) -> None:
+    problem = box_problem(bbox, hw)
+    if problem is not None:
+        return report.add(problem[0], f"{where}: {problem[1]}")
+    x, y, w, h = (float(v) for v in bbox)
+    if x < 0 or y < 0 or x + w > hw[1] or y + h > hw[0]:
+        report.add("box_partly_outside", f"{where}: bbox {bbox} extends past the {hw[1]}x{hw[0]} image (clipped)")
+
+
+def _check_segmentation(seg, hw: tuple[int, int], report: Report, where: str) -> None:
+    if seg is None or seg == []:
+        return
+    if isinstance(seg, dict):  # RLE
+        if list(seg.get("size", [])) != [hw[0], hw[1]]:
+            report.add("rle_size_mismatch",
+                       f"{where}: RLE size {seg.get('size')} differs from the image (h, w) {list(hw)}")
+        return
+    if not isinstance(seg, list):
+        return report.add("invalid_segmentation", f"{where}: segmentation is neither polygons nor RLE")
+    for part in seg:
+        if not isinstance(part, list) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in part):
+            report.add("invalid_polygon", f"{where}: a polygon is not a list of finite numbers")
+        elif len(part) % 2:
+            report.add("invalid_polygon", f"{where}: a polygon has an odd number of values ({len(part)})")
+        elif len(part) < 6:
+            report.add("invalid_polygon", f"{where}: a polygon has fewer than 3 points ({len(part) // 2})")
+
+
+# ---------------------------------------------------------------------- VOC and config
+def check_voc(root: str | Path, split: str, classes: list[str] | None = None, decode: bool = False) -> Report:
+    """VOC: the dataset's own parsing (bad xml, boxes, classes) plus the image header checks."""
+    import warnings
+
+    from detseg.data.datasets.voc import VOCDetection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its one-line summary is replaced by this report
+        dataset = VOCDetection(root, split, classes, on_bad_sample="skip")
+    report = Report(f"{root} ({split})")
+    for kind, count in dataset.skipped.items():
+        report.add(kind, f"{count} item(s); run with on_bad_sample=error on the dataset for details")
+    for record in dataset._records:
+        report.num_images += 1
+        report.num_annotations += len(record.objects)
+        check_image_file(record.path, record.hw, report, record.voc_id, decode)
+        report.histogram.update(o.name for o in record.objects if not o.difficult)
+        if not record.objects:
+            report.add("no_annotations", f"{record.voc_id} has no objects")
+    return report
+
+
+def check_split(data_cfg, split: str, decode: bool = False) -> Report:
+    """The check for ``cfg.data.<split>`` (``split`` is "train" or "val")."""
+    split_cfg = getattr(data_cfg, split)
+    if data_cfg.format == "voc":
+        return check_voc(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
+    if not split_cfg.ann_file:
+        raise ValueError(f"set data.{split}.ann_file in the config or as a key=value override")
+    return check_coco(split_cfg.ann_file, split_cfg.img_dir, data_cfg.category_ids, decode)
+
+
+def require_clean_data(data_cfg, splits: tuple[str, ...] = ("train",)) -> None:
+    """Raise DatasetError with the full report when a split has errors (training start, policy "error")."""
+    for split in splits:
+        report = check_split(data_cfg, split)
+        if not report.ok:
+            raise DatasetError(f"dataset check failed for data.{split} (data.on_bad_sample=error):\n"
+                               f"{report.text()}\nFix the data, or set data.on_bad_sample=skip to drop bad items.")

@@ -1,0 +1,25 @@
+"""Check a dataset before training: python tools/check_dataset.py CONFIG [--split train|val] [--decode] [key=value ...]
+
+Reads every annotation and image header (never writes anything) and prints a report: missing,
+empty, unreadable or truncated images, sizes that disagree with the annotations, EXIF
+orientation, bad boxes, polygons and RLEs, unknown categories, duplicate ids, images without
+(or with only crowd) annotations, and the number of annotations per class. Exit code 1 on errors.
+"""
+from _common import config_parser, load, run_main
+
+from detseg.data.check import check_split
+
+
+def main() -> int:
+    parser = config_parser(__doc__)
+    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument("--decode", action="store_true", help="also decode every image (slower, finds more)")
+    args = parser.parse_intermixed_args()
+    cfg = load(args)
+    report = check_split(cfg.data, args.split, decode=args.decode)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    run_main(main)
