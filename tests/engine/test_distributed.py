@@ -59,6 +59,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         reduced = all_reduce_mean({"x": torch.tensor(float(rank))})["x"].item()
         params = {name: p.detach() for name, p in model.named_parameters()}
         torch.save({"params": params, "reduced": reduced}, os.path.join(out_dir, f"rank{rank}.pt"))
+        # Tear down together: a rank destroying its gloo group while the peer is still
+        # connected occasionally aborts ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -28,6 +28,7 @@ def _worker(rank: int, world_size: int, store_path: str, out_dir: str) -> None:
         metrics, results = _coco_evaluate(RANK_IMAGES[rank])
         with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
             pickle.dump((gathered, metrics, results), f)
+        dist.barrier()  # tear down together; a lone gloo teardown occasionally aborts
     finally:
         dist.destroy_process_group()
 
