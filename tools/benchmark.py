@@ -24,6 +24,9 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    if cfg.model.arch != "faster_rcnn":
+        raise ValueError(f"tools/benchmark.py times faster_rcnn configs; model.arch '{cfg.model.arch}' reads "
+                         "precomputed proposals, which synthetic inputs do not have yet")
     cfg.model.backbone.weights = None  # timing needs no trained weights (and no download)
     torch.manual_seed(0)
     num_classes = cfg.model.num_classes or 80
