@@ -9,10 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detseg.config import Config
-from detseg.data.build import build_dataset, build_test_loader
+from detseg.config import Config, from_dict
+from detseg.data.build import build_test_loader
 from detseg.data.collate import collate
-from detseg.engine.checkpoint import load_model_weights
+from detseg.engine.checkpoint import load_checkpoint, load_model_weights
 from detseg.engine.distributed import get_rank, get_world_size, select_device
 from detseg.engine.sampler import InfiniteSampler
 from detseg.evaluation.coco import CocoEvaluator
@@ -29,12 +29,26 @@ def num_classes_for(cfg: Config, dataset=None) -> int:
     return len(dataset.category_ids)
 
 
-def build_model_for(cfg: Config, dataset=None, checkpoint: str | None = None):
+def build_model_for(cfg: Config, dataset=None):
+    """A model to train: classes from the config or the dataset, optional ``model.weights`` to start from."""
     model = build_model(cfg.model, num_classes_for(cfg, dataset))
-    weights = checkpoint or cfg.model.weights
-    if weights:
-        load_model_weights(model, weights, strict=checkpoint is not None)
+    if cfg.model.weights:
+        load_model_weights(model, cfg.model.weights, strict=False)
     return model
+
+
+def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[torch.nn.Module, Config]:
+    """Build the model a checkpoint was trained as; label space and names come from its stored config."""
+    state = load_checkpoint(checkpoint)
+    stored = state.get("config")
+    if stored is not None:
+        trained = from_dict(Config, stored, prefix="")
+        cfg.model.num_classes = cfg.model.num_classes or trained.model.num_classes
+        cfg.model.class_names = cfg.model.class_names or trained.model.class_names
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    apply_test_overrides(model, cfg)
+    return model.to(device).eval(), cfg
 
 
 def train_loader_factory(cfg: Config, dataset):

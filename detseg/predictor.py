@@ -6,27 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detseg.config import Config, from_dict, load_config
+from detseg.config import Config, load_config
 from detseg.data.collate import collate
 from detseg.data.transforms import build_transforms
-from detseg.engine.checkpoint import load_checkpoint
-from detseg.models.build import build_model
-from detseg.pipeline import apply_test_overrides, device_for
+from detseg.pipeline import device_for, load_trained_model
 from detseg.structures import Instances
-
-
-def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[torch.nn.Module, Config]:
-    """Build the model a checkpoint was trained as; label space and names come from its stored config."""
-    state = load_checkpoint(checkpoint)
-    stored = state.get("config")
-    if stored is not None:
-        trained = from_dict(Config, stored, prefix="")
-        cfg.model.num_classes = cfg.model.num_classes or trained.model.num_classes
-        cfg.model.class_names = cfg.model.class_names or trained.model.class_names
-    model = build_model(cfg.model)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    apply_test_overrides(model, cfg)
-    return model.to(device).eval(), cfg
 
 
 class Predictor:

@@ -17,7 +17,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def load(args) -> "Config":  # noqa: F821
+def load(args):
     return load_config(args.config, args.overrides)
 
 

@@ -7,7 +7,7 @@ from _common import config_parser, load, run_main
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.evaluation.table import format_metrics_table
-from detseg.pipeline import apply_test_overrides, build_model_for, device_for, evaluate
+from detseg.pipeline import device_for, evaluate, load_trained_model
 
 
 def main() -> int:
@@ -19,8 +19,8 @@ def main() -> int:
     dataset = build_dataset(cfg.data, "val", train=False)
     dataset = wrap_with_proposals(cfg, dataset, "val")
     device = device_for(cfg)
-    model = build_model_for(cfg, dataset, checkpoint=args.checkpoint).to(device)
-    apply_test_overrides(model, cfg)
+    # one loading path with tools/infer.py: the label space comes from the checkpoint's stored config
+    model, cfg = load_trained_model(cfg, args.checkpoint, device)
     output_dir = args.output_dir or f"{cfg.train.output_dir}/eval"
     metrics = evaluate(model, dataset, cfg, device, output_dir)
     print(format_metrics_table(metrics))

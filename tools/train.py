@@ -1,7 +1,6 @@
 """Train a model: python tools/train.py CONFIG [--output-dir DIR] [--resume] [key=value ...]"""
 from _common import config_parser, load, run_main
 
-from detseg.config import dump_config
 from detseg.engine.distributed import init_distributed, is_main_process
 from detseg.engine.trainer import Trainer
 from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
