@@ -58,7 +58,8 @@ def train_loader_factory(cfg: Config, dataset):
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must divide by the {world} processes")
 
     def make(start_index: int) -> DataLoader:
-        sampler = InfiniteSampler(len(dataset), cfg.train.seed, True, get_rank(), world, start_index)
+        sampler = InfiniteSampler(len(dataset), cfg.train.seed, True, get_rank(), world, start_index,
+                                  with_seeds=True)
         return DataLoader(
             dataset, batch_size=cfg.data.batch_size // world, sampler=sampler, collate_fn=collate,
             num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detseg.data.datasets.base import read_rgb
+from detseg.data.datasets.base import read_rgb, split_sample_key
 from detseg.data.errors import DatasetError
 from detseg.models.proposals.cache import ImageRecord, build_or_load, cache_file
 from detseg.models.proposals.selective_search import selective_search
@@ -137,7 +137,8 @@ class ProposalDataset(Dataset):
             raise AttributeError(name)
         return getattr(self.base, name)
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        idx, seed = split_sample_key(key)
         sample = self.base[idx]
         props = self.proposals.get(sample["image_id"], EMPTY)[: self.max_per_image]
         if self.transforms is None:
@@ -148,7 +149,7 @@ class ProposalDataset(Dataset):
         boxes = np.concatenate([sample["boxes"].numpy(), props]).astype(np.float32)
         labels = np.concatenate([sample["labels"].numpy(), np.full(len(props), PROPOSAL_LABEL, np.int64)])
         iscrowd = np.concatenate([sample["iscrowd"].numpy(), np.zeros(len(props), bool)])
-        image, boxes, labels, iscrowd, _ = self.transforms(image, boxes, labels, iscrowd, None)
+        image, boxes, labels, iscrowd, _ = self.transforms(image, boxes, labels, iscrowd, None, seed=seed)
         is_prop = labels == PROPOSAL_LABEL
         assert (~is_prop).sum() <= n
         sample["image"] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)

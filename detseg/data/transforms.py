@@ -11,9 +11,12 @@ Rules:
 - Boxes are clipped to the image; a box whose clipped width or height is below 1 pixel (in the
   transformed image) is dropped together with its label, iscrowd flag and mask.
 - Box coordinates go through albumentations' normalized float32 form: expect ~1e-4 px rounding.
-- Randomness: albumentations keeps its own generator. It is re-seeded from
-  ``torch.initial_seed()`` whenever that changes, which gives every DataLoader worker (and every
-  epoch's workers) its own stream, and makes runs repeatable under ``torch.manual_seed``.
+- Randomness: albumentations keeps its own generator. A call with ``seed=`` (training: the
+  sampler's per-sample seed, see detseg.engine.sampler) draws from a generator seeded with it, so
+  a sample's augmentation depends only on its position in the run, not on workers or restarts.
+  Without a seed the generator is re-seeded from ``torch.initial_seed()`` whenever that changes,
+  which gives every DataLoader worker its own stream and makes runs repeatable under
+  ``torch.manual_seed``.
 """
 from __future__ import annotations
 
@@ -78,10 +81,13 @@ class DetectionTransform:
         self._seed: int | None = None
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray,
-                 masks: np.ndarray | None = None) -> tuple:
+                 masks: np.ndarray | None = None, seed: int | None = None) -> tuple:
         if self.require_masks and masks is None:
             raise ValueError("this transform was built with with_masks=True but got no masks")
-        self._follow_torch_seed()
+        if seed is None:
+            self._follow_torch_seed()
+        else:
+            self._set_random_state(seed)
         data = {"image": image, "bboxes": np.asarray(boxes, np.float32).reshape(-1, 4),
                 "index": np.arange(len(boxes))}  # survives box drops: tells which rows were kept
         if masks is not None and len(masks):
@@ -98,9 +104,12 @@ class DetectionTransform:
         """Re-seed from torch when its seed changed (new DataLoader worker, or torch.manual_seed)."""
         seed = torch.initial_seed()
         if seed != self._seed:
-            self._seed = seed
-            # one shared generator: per-transform copies of one seed would make their draws identical
-            self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            self._set_random_state(seed)
+
+    def _set_random_state(self, seed: int) -> None:
+        self._seed = seed
+        # one shared generator: per-transform copies of one seed would make their draws identical
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def build_transforms(train: bool, min_size: int | Sequence[int], max_size: int, flip_prob: float = 0.5,

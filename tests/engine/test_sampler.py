@@ -65,3 +65,15 @@ def test_works_with_dataloader_batches():
     loader = DataLoader(list(range(10)), batch_size=4, sampler=InfiniteSampler(10, seed=0, start_index=8))
     batches = [b.tolist() for b in islice(loader, 3)]
     assert sum(batches, []) == _take(InfiniteSampler(10, seed=0), 20)[8:20]
+
+
+def test_seeded_keys_follow_the_global_position_across_ranks_and_resume():
+    plain = _take(InfiniteSampler(7, seed=5), 30)
+    keys = _take(InfiniteSampler(7, seed=5, with_seeds=True), 30)
+    assert [index for index, _ in keys] == plain
+    assert len({seed for _, seed in keys}) == 30  # a fresh augmentation draw for every position
+    resumed = _take(InfiniteSampler(7, seed=5, start_index=12, with_seeds=True), 18)
+    assert resumed == keys[12:]
+    ranked = [_take(InfiniteSampler(7, seed=5, rank=r, world_size=2, with_seeds=True), 15) for r in range(2)]
+    assert [key for pair in zip(*ranked) for key in pair] == keys
+    assert _take(InfiniteSampler(7, seed=6, with_seeds=True), 30) != keys

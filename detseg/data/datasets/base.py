@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from detseg.data.errors import DatasetError, check_policy
 from detseg.data.safety import pixel_limit_message, too_many_pixels
 
-# (image, boxes, labels, iscrowd, masks) -> the same five, see detseg.data.transforms
+# (image, boxes, labels, iscrowd, masks, seed=None) -> the first five, see detseg.data.transforms
 TransformFn = Callable[..., tuple]
 Target = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -67,6 +67,13 @@ def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
     return np.clip(np.round(np.nan_to_num(values) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
+def split_sample_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
+    """A sampler's key -> (index, augmentation seed or None); see detseg.engine.sampler."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(key), None
+
+
 def clip_boxes_(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Clip xyxy boxes to an image of size (h, w), in place."""
     np.clip(boxes[:, 0::2], 0, hw[1], out=boxes[:, 0::2])
@@ -99,14 +106,16 @@ class DetectionDataset(Dataset):
         """boxes float32 [N, 4] xyxy clipped to hw, labels int64 [N], iscrowd bool [N], masks or None."""
         raise NotImplementedError
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key`` is an index, or ``(index, augmentation seed)`` from a seeding sampler."""
+        idx, seed = split_sample_key(key)
         if not -len(self) <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} images")
         idx %= len(self)
         for offset in range(len(self)):  # "skip": the next decodable image, deterministically
             image = self._read_image((idx + offset) % len(self))
             if image is not None:
-                return self._make_sample((idx + offset) % len(self), image)
+                return self._make_sample((idx + offset) % len(self), image, seed)
         raise DatasetError(f"{self.source}: none of the {len(self)} images could be decoded")
 
     def _read_image(self, idx: int) -> np.ndarray | None:
@@ -127,11 +136,11 @@ class DetectionDataset(Dataset):
         warnings.warn(f"skipping image: {exc}", stacklevel=4)
         return None
 
-    def _make_sample(self, idx: int, image: np.ndarray) -> dict:
+    def _make_sample(self, idx: int, image: np.ndarray, seed: int | None = None) -> dict:
         orig_size = image.shape[:2]
         boxes, labels, iscrowd, masks = self._load_target(idx, orig_size)
         if self.transforms is not None:
-            image, boxes, labels, iscrowd, masks = self.transforms(image, boxes, labels, iscrowd, masks)
+            image, boxes, labels, iscrowd, masks = self.transforms(image, boxes, labels, iscrowd, masks, seed=seed)
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
             "image_id": int(self.image_ids[idx]),
