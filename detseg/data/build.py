@@ -7,6 +7,7 @@ from detseg.data.collate import collate
 from detseg.data.datasets.coco import CocoDetection
 from detseg.data.datasets.voc import VOCDetection
 from detseg.data.transforms import build_transforms
+from detseg.engine.distributed import get_rank, get_world_size
 
 
 def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
@@ -35,5 +36,7 @@ def _require(split_cfg, split: str, keys: tuple[str, ...]) -> None:
 
 
 def build_test_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    """In order; in a distributed run rank r reads images r, r + W, ... and the evaluators gather."""
+    shard = range(get_rank(), len(dataset), get_world_size())
+    return DataLoader(dataset, batch_size=batch_size, sampler=shard, num_workers=num_workers,
                       collate_fn=collate, persistent_workers=False)

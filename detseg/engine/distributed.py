@@ -21,7 +21,12 @@ def init_distributed() -> bool:
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(get_local_rank())  # before init so NCCL binds the right GPU
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    # After `torchrun --max-restarts` the agent's store still holds the dead attempt's
+    # addresses; a rank that reads one before its peer overwrites it fails to connect.
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.PrefixStore(f"detseg/attempt_{attempt}", store)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world_size)
     return True
 
 
@@ -68,6 +73,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers. DDP syncs them only at the start of a forward, so
+    after the last training step each rank holds BatchNorm statistics of its own batch."""
+    if get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
 
 
 def all_gather_object(obj: Any) -> list[Any]:

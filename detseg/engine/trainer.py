@@ -44,7 +44,8 @@ class Trainer:
     build its loader eagerly (return a DataLoader, not a lazy generator) so the
     trainer can keep the loader's seed draw out of the training RNG stream.
     `evaluate_fn(model)` gets the unwrapped model, on the training device, in eval
-    mode under no_grad, on rank 0 only, and returns e.g. {"bbox": {"AP": ...}}.
+    mode under no_grad, on every rank (each evaluates its shard; see build_test_loader),
+    and returns e.g. {"bbox": {"AP": ...}} on rank 0; what other ranks return is ignored.
     """
 
     FIT_SKIP = 5  # first iterations excluded from the speed estimate (allocator, cudnn autotune, workers starting)
@@ -269,16 +270,18 @@ class Trainer:
                 self._save("last.pt")  # keep last.pt's best_metric current for resume
 
     def _evaluate(self) -> dict[str, Any]:
-        """Rank 0 evaluates the unwrapped model; the training RNG streams are left untouched."""
-        metrics: dict[str, Any] = {}
+        """Every rank evaluates the unwrapped model on its shard of the data (the evaluators gather
+        on rank 0, a collective); the training RNG streams are left untouched."""
+        du.broadcast_buffers(self.model)  # evaluate what rank 0 checkpoints
+        self.model.eval()
+        with preserved_rng(), torch.no_grad():
+            metrics = self.evaluate_fn(self.model) or {}
+        self.model.train()
+        metrics = metrics if self.is_main else {}
         if self.is_main:
-            self.model.eval()
-            with preserved_rng(), torch.no_grad():
-                metrics = self.evaluate_fn(self.model) or {}
-            self.model.train()
             self.writer.write({"type": "eval", "iter": self.iteration, **_jsonable(metrics)}, self.iteration)
             self._say(f"eval @ {self.iteration}: {json.dumps(_jsonable(metrics))}")
-        du.barrier()  # long evaluations: other ranks wait here (mind the NCCL timeout)
+        du.barrier()
         self.last_metrics = metrics
         return metrics
 

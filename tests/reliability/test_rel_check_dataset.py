@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIG, TINY
+from tests.reliability.conftest import CONFIG, TINY
 from detseg.data.check import check_coco
 from detseg.data.datasets.coco import CocoDetection
 from detseg.data.errors import DatasetError

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIG
+from tests.reliability.conftest import CONFIG
 from detseg.data.check import check_coco
 from detseg.data.datasets.base import read_rgb
 from detseg.data.datasets.coco import CocoDetection

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIG
+from tests.reliability.conftest import CONFIG
 
 NUM_IMAGES = 1000
 

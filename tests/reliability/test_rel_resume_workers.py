@@ -19,7 +19,7 @@ from detseg.data.build import build_dataset
 from detseg.engine import Trainer
 from detseg.pipeline import train_loader_factory
 from detseg.structures import Batch
-from conftest import CONFIG, data_overrides
+from tests.reliability.conftest import CONFIG, data_overrides
 
 
 class PooledDummy(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG, ROOT, TINY, data_overrides
+from tests.reliability.conftest import CONFIG, ROOT, TINY, data_overrides
 from detseg.engine.checkpoint import load_checkpoint
 
 KILLS = 3

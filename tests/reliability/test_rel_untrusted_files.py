@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONFIG, ROOT
+from tests.reliability.conftest import CONFIG, ROOT
 from detseg.engine import Trainer
 from tests.engine.engine_helpers import loader_factory, make_cfg, make_model
 
