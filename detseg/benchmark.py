@@ -15,8 +15,9 @@ class Throughput:
     infer_ips: float  # inference images per second at batch size 1
 
 
-def synthetic_images(num: int, size: int, seed: int = 0) -> tuple[list[torch.Tensor], list[dict]]:
-    """Smooth random uint8 images with 1-4 random boxes each (labels 1..5)."""
+def synthetic_images(num: int, size: int, seed: int = 0, with_masks: bool = False) -> tuple[list[torch.Tensor], list[dict]]:
+    """Smooth random uint8 images with 1-4 random boxes each (labels 1..5); ``with_masks``: each box
+    filled as its instance mask (uint8 [n, size, size])."""
     g = torch.Generator().manual_seed(seed)
     images, targets = [], []
     for _ in range(num):
@@ -27,7 +28,16 @@ def synthetic_images(num: int, size: int, seed: int = 0) -> tuple[list[torch.Ten
         xy = torch.rand(n, 2, generator=g) * size * 0.6
         wh = torch.rand(n, 2, generator=g) * size * 0.3 + 16
         targets.append({"boxes": torch.cat([xy, (xy + wh).clamp(max=size)], 1), "labels": torch.randint(1, 6, (n,), generator=g)})
+        if with_masks:
+            targets[-1]["masks"] = box_masks(targets[-1]["boxes"], size)
     return images, targets
+
+
+def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    pixels = torch.arange(size) + 0.5
+    inside_x = (pixels[None, :] >= boxes[:, 0:1]) & (pixels[None, :] < boxes[:, 2:3])
+    inside_y = (pixels[None, :] >= boxes[:, 1:2]) & (pixels[None, :] < boxes[:, 3:4])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).to(torch.uint8)
 
 
 def to_batch(images: list[torch.Tensor], targets: list[dict]) -> Batch:
@@ -36,6 +46,7 @@ def to_batch(images: list[torch.Tensor], targets: list[dict]) -> Batch:
         images=torch.stack(images), image_sizes=sizes, orig_sizes=sizes, image_ids=list(range(len(images))),
         boxes=[t["boxes"] for t in targets], labels=[t["labels"] - 1 for t in targets],
         iscrowd=[torch.zeros(len(t["boxes"]), dtype=torch.bool) for t in targets],
+        masks=[t["masks"] for t in targets] if "masks" in targets[0] else None,
     )
 
 

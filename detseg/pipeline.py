@@ -16,6 +16,7 @@ from detseg.engine.checkpoint import load_checkpoint, load_model_weights
 from detseg.engine.distributed import get_rank, get_world_size, select_device
 from detseg.engine.sampler import InfiniteSampler
 from detseg.evaluation.coco import CocoEvaluator
+from detseg.evaluation.sem_seg import SemSegEvaluator
 from detseg.evaluation.voc import VocEvaluator
 from detseg.models.build import build_model
 
@@ -80,9 +81,13 @@ def run_inference(model, loader, device, progress: bool = True):
 
 
 def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None = None) -> dict:
-    """COCO bbox metrics (and VOC mAP for VOC-format data); writes predictions.json when asked."""
+    """COCO bbox metrics (and VOC mAP for VOC-format data); writes predictions.json when asked.
+    Semantic models (``model.task == "semantic"``) get mIoU & co. instead, see evaluate_semantic."""
+    if getattr(model, "task", "detection") == "semantic":
+        return evaluate_semantic(model, dataset, cfg, device, output_dir)
     loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
-    coco_eval = CocoEvaluator(dataset.coco, dataset.category_ids, dataset.class_names)
+    iou_types = ("bbox", "segm") if getattr(model, "has_masks", False) else ("bbox",)
+    coco_eval = CocoEvaluator(dataset.coco, dataset.category_ids, dataset.class_names, iou_types)
     voc_eval = VocEvaluator(dataset.class_names) if cfg.data.format == "voc" else None
     for batch, predictions in run_inference(model, loader, device):
         coco_eval.process(batch.image_ids, predictions)
@@ -100,9 +105,31 @@ def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None 
     return metrics
 
 
+def evaluate_semantic(model, dataset, cfg: Config, device, output_dir: str | Path | None = None) -> dict:
+    """``{"sem_seg": {...}}`` (detseg.evaluation.sem_seg) against the stored, full-size label maps;
+    writes metrics.json when asked."""
+    if not getattr(dataset, "with_sem_seg", False):
+        raise ValueError("a semantic model is evaluated on semantic data: set data.task=semantic")
+    loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
+    evaluator = SemSegEvaluator(["background", *dataset.class_names])
+    for batch, predictions in run_inference(model, loader, device):
+        evaluator.process(predictions, [dataset.original_sem_seg(i) for i in batch.image_ids])
+    scores = evaluator.evaluate()  # a collective; {} on ranks other than 0
+    metrics = {"sem_seg": scores} if scores else {}
+    if output_dir is not None and get_rank() == 0:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
 def apply_test_overrides(model, cfg: Config) -> None:
-    if cfg.test.score_thresh is not None and hasattr(model, "roi_heads"):
-        model.roi_heads.score_thresh = cfg.test.score_thresh
+    """``test.score_thresh`` goes to the detection head: RoI heads (two-stage) or the dense head (one-stage)."""
+    if cfg.test.score_thresh is None:
+        return
+    for name in ("roi_heads", "head"):
+        head = getattr(model, name, None)
+        if head is not None and hasattr(head, "score_thresh"):
+            head.score_thresh = cfg.test.score_thresh
 
 
 def device_for(cfg: Config) -> torch.device:

@@ -8,13 +8,15 @@ import torch
 
 from detseg.config import Config, load_config
 from detseg.data.collate import collate
+from detseg.data.dense_transforms import build_dense_transforms, uses_dense_transforms
 from detseg.data.transforms import build_transforms
 from detseg.pipeline import device_for, load_trained_model
 from detseg.structures import Instances
 
 
 class Predictor:
-    """``Predictor(config, checkpoint)(rgb_uint8_hwc) -> Instances`` in that image's pixel coordinates."""
+    """``Predictor(config, checkpoint)(rgb_uint8_hwc) -> Instances`` in that image's pixel coordinates;
+    for semantic models (``task == "semantic"``) an int64 [H, W] label map of that image instead."""
 
     def __init__(self, config: str | Path | Config, checkpoint: str | Path, device: str | None = None):
         cfg = config if isinstance(config, Config) else load_config(config)
@@ -22,8 +24,12 @@ class Predictor:
             cfg.train.device = device
         self.device = device_for(cfg)
         self.model, self.cfg = load_trained_model(cfg, checkpoint, self.device)
+        self.task = getattr(self.model, "task", "detection")
         self.class_names = self.cfg.model.class_names or [str(i) for i in range(self.cfg.model.num_classes)]
-        self.transform = build_transforms(False, cfg.data.min_size_test, cfg.data.max_size_test, 0.0, 0.0)
+        if uses_dense_transforms(cfg.data):  # data.fixed_size (SSD, YOLO): the evaluation resize
+            self.transform = build_dense_transforms(cfg.data, train=False)
+        else:
+            self.transform = build_transforms(False, cfg.data.min_size_test, cfg.data.max_size_test, 0.0, 0.0)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> Instances:

@@ -1,17 +1,27 @@
 """Training and inference throughput of a config's model, beside torchvision's equivalent:
 
-python tools/benchmark.py CONFIG [--size 320] [--batch-size 2] [--iters 5] [--device cpu] [--json FILE] [key=value ...]
+python tools/benchmark.py CONFIG [--size 320] [--batch-size 2] [--iters 5] [--device cpu] [--json FILE]
+                          [--baseline CONFIG2] [key=value ...]
 
 Both models see the same synthetic images at SIZE x SIZE (a size torchvision's internal resize
-leaves unchanged), so the ratio compares the models, not their pre-processing.
+leaves unchanged: 300 for SSD300, 320 for SSDlite320), so the ratio compares the models, not their
+pre-processing. --baseline times a second detseg config on the same inputs, e.g. the Faster R-CNN
+on the same backbone beside a one-stage model (configs/faster_rcnn/voc_vgg16.yaml beside SSD300).
+
+--lineage [--images N]: R-CNN, SPPnet, Fast R-CNN and Faster R-CNN (the configs of CONFIG's file name
+under configs/{rcnn,sppnet,fast_rcnn,faster_rcnn}/) on the same validation images: per-image test time
+of the convolutional part, of the model with proposals given, and with selective search included, and
+the speed-ups over R-CNN, e.g. python tools/benchmark.py configs/fast_rcnn/shapes.yaml --lineage
 """
 import json
 
 import torch
 from _common import config_parser, load, run_main
 
+from detseg.config import load_config
+
 from detseg.benchmark import measure_detseg, measure_torchvision, synthetic_images
-from detseg.models.build import build_model
+from detseg.models.build import build_model, trains_on_masks
 from detseg.models.torchvision_twin import torchvision_twin
 
 
@@ -22,15 +32,23 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations after warm-up")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--baseline", default=None, help="another detseg config timed on the same inputs")
+    parser.add_argument("--lineage", action="store_true", help="time the four region-based models (see above)")
+    parser.add_argument("--images", type=int, default=4, help="--lineage: validation images timed")
+    parser.add_argument("--trained", action="store_true",
+                        help="--lineage: load each config's <train.output_dir>/last.pt (default: random weights)")
+    parser.add_argument("--proposals", type=int, default=None,
+                        help="--lineage: exactly this many boxes per image (selective search's, topped up with "
+                             "random boxes: simple synthetic images give far fewer than a photo's ~2000)")
     args = parser.parse_intermixed_args()
+    if args.lineage:
+        return run_lineage_benchmark(args)
     cfg = load(args)
-    if cfg.model.arch != "faster_rcnn":
-        raise ValueError(f"tools/benchmark.py times faster_rcnn configs; model.arch '{cfg.model.arch}' reads "
-                         "precomputed proposals, which synthetic inputs do not have yet")
+    _check_timeable(cfg)
     cfg.model.backbone.weights = None  # timing needs no trained weights (and no download)
     torch.manual_seed(0)
     num_classes = cfg.model.num_classes or 80
-    images, targets = synthetic_images(max(args.batch_size, 4), args.size)
+    images, targets = synthetic_images(max(args.batch_size, 4), args.size, with_masks=trains_on_masks(cfg.model))
     results = {"config": args.config, "size": args.size, "batch_size": args.batch_size, "device": args.device,
                "threads": torch.get_num_threads()}
     model = build_model(cfg.model, num_classes)
@@ -39,6 +57,11 @@ def main() -> int:
     if twin is not None:
         results["torchvision"] = vars(measure_torchvision(twin, images, targets, args.batch_size, args.iters))
         results["ratio"] = {k: results["detseg"][k] / results["torchvision"][k] for k in ("train_ips", "infer_ips")}
+    if args.baseline:
+        base = load_config(args.baseline, ["model.backbone.weights=null"])
+        _check_timeable(base)
+        measured = measure_detseg(build_model(base.model, num_classes), images, targets, args.batch_size, args.iters)
+        results["baseline"] = {"config": args.baseline, **vars(measured)}
     print_table(results)
     if args.json:
         with open(args.json, "w") as f:
@@ -50,7 +73,7 @@ def print_table(results: dict) -> None:
     print(f"{results['config']} at {results['size']}x{results['size']}, train batch {results['batch_size']}, "
           f"{results['device']} ({results['threads']} threads)")
     print(f"{'model':<12} {'train img/s':>12} {'infer img/s':>12}")
-    for name in ("detseg", "torchvision"):
+    for name in ("detseg", "torchvision", "baseline"):
         if name in results:
             r = results[name]
             print(f"{name:<12} {r['train_ips']:>12.2f} {r['infer_ips']:>12.2f}")
@@ -59,6 +82,28 @@ def print_table(results: dict) -> None:
         print(f"{'ratio':<12} {r['train_ips']:>11.2f}x {r['infer_ips']:>11.2f}x   (detseg / torchvision)")
     else:
         print("torchvision has no equivalent of this model")
+    if "baseline" in results:
+        r, b = results["detseg"], results["baseline"]
+        print(f"{'vs baseline':<12} {r['train_ips'] / b['train_ips']:>11.2f}x {r['infer_ips'] / b['infer_ips']:>11.2f}x"
+              f"   (detseg / {b['config']})")
+
+
+def run_lineage_benchmark(args) -> int:
+    from detseg.lineage_benchmark import format_lineage, run_lineage
+
+    report = run_lineage(args.config, args.overrides, args.images, max(1, args.iters // 5), args.proposals,
+                         args.trained)
+    print(format_lineage(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+def _check_timeable(cfg) -> None:
+    if cfg.model.arch not in ("faster_rcnn", "mask_rcnn", "yolo", "ssd"):
+        raise ValueError(f"tools/benchmark.py times faster_rcnn, mask_rcnn, yolo and ssd configs; model.arch "
+                         f"'{cfg.model.arch}' reads precomputed proposals, which synthetic inputs do not have yet")
 
 
 if __name__ == "__main__":

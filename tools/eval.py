@@ -1,6 +1,7 @@
 """Evaluate a checkpoint: python tools/eval.py CONFIG --checkpoint CKPT [--output-dir DIR] [key=value ...]
 
-Prints the metric table, writes DIR/metrics.json (percent) and DIR/predictions.json (COCO results).
+Prints the metric table, writes DIR/metrics.json (percent) and DIR/predictions.json (COCO results);
+semantic models (arch fcn) write only metrics.json, with a "sem_seg" block (mIoU, fwIoU, mACC, pACC).
 """
 from _common import config_parser, load, run_main
 
@@ -24,7 +25,8 @@ def main() -> int:
     output_dir = args.output_dir or f"{cfg.train.output_dir}/eval"
     metrics = evaluate(model, dataset, cfg, device, output_dir)
     print(format_metrics_table(metrics))
-    print(f"wrote {output_dir}/metrics.json and {output_dir}/predictions.json")
+    written = "metrics.json" if "sem_seg" in metrics else "metrics.json and predictions.json"
+    print(f"wrote {written} to {output_dir}")
     return 0
 
 

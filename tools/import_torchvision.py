@@ -32,7 +32,7 @@ def main() -> int:
     cfg = load_config(config_path, ["model.backbone.weights=null"])
     model = build_model(cfg.model)
     load_converted(model, convert_state_dict(args.arch, state))
-    save_checkpoint(args.output, {"model": model.state_dict(), "config": config_to_dict(cfg)})
+    save_checkpoint(args.output, {"model": model.state_dict(), "config": config_to_dict(cfg), "iteration": 0})
     print(f"wrote {args.output}; use it with {CONFIGS[args.arch]}")
     return 0
 

@@ -1,7 +1,10 @@
 """Run a trained model on images:
 python tools/infer.py CONFIG --checkpoint CKPT --input PATH [PATH ...] --output-dir DIR [--score-threshold T]
 
-Writes DIR/<image name>.jpg with boxes, class names and scores drawn, and DIR/predictions.json.
+Writes DIR/<image name>.jpg with boxes, class names and scores drawn (Mask R-CNN: masks blended under
+them, one colour per instance), and DIR/predictions.json (masks as COCO RLE).
+Semantic models (arch fcn) write DIR/<image name>.jpg with a semi-transparent class colour overlay
+and DIR/<image name>.png, the class map as a VOC palette PNG (0 = background, c + 1 = class c).
 A file that is not a readable image is reported and skipped; the others are still processed.
 """
 import json
@@ -10,13 +13,15 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 from _common import config_parser, load, run_main
 from tqdm import tqdm
 
 from detseg.data.datasets.base import read_rgb
 from detseg.data.errors import DatasetError
 from detseg.predictor import Predictor
-from detseg.visualization import draw_instances
+from detseg.evaluation.coco import encode_masks
+from detseg.visualization import draw_instances, draw_semantic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -73,6 +78,8 @@ def main() -> int:
 
 def process_one(predictor: Predictor, path: Path, out_dir: Path, args) -> dict:
     image = read_rgb(str(path))
+    if predictor.task == "semantic":
+        return process_semantic(predictor, image, path, out_dir, args)
     instances = predictor(image)
     instances = instances[instances.scores >= args.score_threshold]
     drawn = draw_instances(image, instances, predictor.class_names)
@@ -83,6 +90,25 @@ def process_one(predictor: Predictor, path: Path, out_dir: Path, args) -> dict:
         "scores": [round(s, 4) for s in instances.scores.tolist()],
         "labels": instances.labels.tolist(),
         "class_names": [predictor.class_names[i] for i in instances.labels.tolist()],
+        **({"masks": encode_masks(instances.masks)} if instances.masks is not None else {}),
+    }
+
+
+def process_semantic(predictor: Predictor, image, path: Path, out_dir: Path, args) -> dict:
+    from detseg.data.palette import write_label_png
+
+    labels = predictor(image).numpy()
+    overlay = output_path(out_dir, path, args.overwrite)
+    png = overlay.with_suffix(".png")
+    if png.exists() and not args.overwrite:
+        raise FileExistsError(f"{png} exists; pass --overwrite to replace it")
+    cv2.imwrite(str(overlay), cv2.cvtColor(draw_semantic(image, labels), cv2.COLOR_RGB2BGR))
+    write_label_png(png, labels)
+    values, counts = np.unique(labels, return_counts=True)
+    return {
+        "file_name": str(path),
+        "label_png": str(png),
+        "pixels": {predictor.class_names[v - 1]: int(n) for v, n in zip(values.tolist(), counts.tolist()) if v > 0},
     }
 
 

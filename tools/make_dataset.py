@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 
 def _add_shapes_parser(subparsers) -> None:
-    parser = subparsers.add_parser("shapes", help="synthetic shapes, COCO + VOC layout")
+    parser = subparsers.add_parser("shapes", help="synthetic shapes, COCO + VOC layout (boxes and semantic PNGs)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--num-train", type=int, default=2000)
     parser.add_argument("--num-val", type=int, default=300)

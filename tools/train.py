@@ -3,6 +3,7 @@ from _common import config_parser, load, run_main
 
 from detseg.engine.distributed import init_distributed, is_main_process
 from detseg.engine.trainer import Trainer
+from detseg.models.build import trains_on_masks
 from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
@@ -20,7 +21,7 @@ def main() -> int:
     init_distributed()
     if cfg.data.on_bad_sample == "error":
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
-    train_set = build_dataset(cfg.data, "train", train=True)
+    train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))
     val_set = build_dataset(cfg.data, "val", train=False) if (cfg.data.val.ann_file or cfg.data.val.root) else None
     train_set = wrap_with_proposals(cfg, train_set, "train")  # precomputed proposals (fast_rcnn, sppnet, rcnn)
     val_set = wrap_with_proposals(cfg, val_set, "val") if val_set is not None else None

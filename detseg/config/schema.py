@@ -18,14 +18,24 @@ class BackboneConfig:
     # "bn": trainable BatchNorm, "frozen_bn": torchvision FrozenBatchNorm2d, "gn": GroupNorm(32).
     norm: str = "bn"
     width: float = 1.0  # channel multiplier for the small CPU backbones
+    # ResNet only, torchvision's replace_stride_with_dilation for layer2..layer4: a dilated stage keeps
+    # its key (s16, s32) while output_spec() reports its real stride (8 for FCN-ResNet50's [F, T, T]).
+    dilation: list[bool] = field(default_factory=lambda: [False, False, False])
     out_features: list[str] = field(default_factory=lambda: ["s4", "s8", "s16", "s32"])
 
 
 @dataclass
 class NeckConfig:
-    name: str = "none"  # "none" | "fpn"
+    name: str = "none"  # "none" | "fpn" | "ssd"
     out_channels: int = 256
     extra_pool: bool = True  # FPN's LastLevelMaxPool (adds s64 for the RPN)
+    # name "ssd": SSD's extra layers, each a 1x1 reduction then a 3x3 conv, appended after the coarsest input.
+    extra_channels: list[int] = field(default_factory=lambda: [512, 256, 256, 256])
+    # per extra layer: 2 halves the map (padded conv), 1 is an unpadded 3x3 conv (SSD300's 5 -> 3 -> 1)
+    extra_strides: list[int] = field(default_factory=lambda: [2, 2, 1, 1])
+    extra_style: str = "vgg"  # "vgg": plain convs + ReLU | "lite": depthwise-separable, BN + ReLU6 (SSDlite)
+    # L2-normalise the finest input map with a learned per-channel scale starting here (SSD's conv4_3); null: off
+    l2norm_scale: float | None = 20.0
 
 
 @dataclass
@@ -54,6 +64,10 @@ class RoIConfig:
     in_features: list[str] = field(default_factory=lambda: ["s4", "s8", "s16", "s32"])
     pooler: str = "roi_align"  # "roi_align" | "roi_pool" | "spp"
     spp_levels: list[int] = field(default_factory=lambda: [4, 2, 1])  # pooler "spp": pyramid grid sizes
+    # SPPnet's multi-scale test: the image is also run at these factors of its test size, and each RoI
+    # is pooled at the scale where its side is closest to spp_canonical_size px (He et al.: 224)
+    spp_test_scales: list[float] = field(default_factory=list)  # empty: single scale
+    spp_canonical_size: float = 224.0
     pooler_resolution: int = 7
     sampling_ratio: int = 2
     head_fc_dims: list[int] = field(default_factory=lambda: [1024, 1024])
@@ -70,6 +84,16 @@ class RoIConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_image: int = 100
+
+
+@dataclass
+class MaskConfig:
+    """Mask R-CNN's mask branch (arch "mask_rcnn")."""
+    in_features: list[str] | None = None  # None: model.roi.in_features
+    pooler_resolution: int = 14  # RoIAlign output; masks are predicted at twice this (28 x 28)
+    sampling_ratio: int = 2
+    conv_dims: list[int] = field(default_factory=lambda: [256, 256, 256, 256])
+    threshold: float = 0.5  # pasted mask probabilities at or above it are foreground
 
 
 @dataclass
@@ -95,6 +119,61 @@ class RCNNConfig:
 
 
 @dataclass
+class FCNConfig:
+    """Semantic segmentation heads (arch "fcn"); they predict num_classes + 1 maps (0 = background)."""
+    # "32s" | "16s" | "8s": Long et al., 1x1 score layers and learned bilinear-initialised transposed convs;
+    # "torchvision": torchvision's FCNHead (3x3 conv to in/4 channels, BN, ReLU, dropout, 1x1) + interpolation.
+    variant: str = "8s"
+    # deepest first; 32s scores the first, 16s adds a skip from the second, 8s from the third
+    in_features: list[str] = field(default_factory=lambda: ["s32", "s16", "s8"])
+    fc_dims: list[int] = field(default_factory=list)  # convs before scoring (the paper's fc6/fc7: [4096, 4096])
+    fc_kernel: int = 7  # kernel of the first fc conv (fc6 is 7x7 in VGG-16), the others are 1x1
+    dropout: float = 0.5  # after each fc conv (paper 0.5); the "torchvision" head uses 0.1
+    # the paper learns the x2 upsamplings but keeps the final one (x8/x16/x32) fixed to bilinear
+    learn_final_upsampling: bool = False
+    aux_loss: bool = False  # a torchvision FCNHead on aux_in_feature, trained with weight aux_weight
+    aux_in_feature: str = "s16"
+    aux_weight: float = 0.5
+
+
+@dataclass
+class YOLOConfig:
+    """YOLO v1 (Redmon et al. 2016): an S x S grid, B boxes per cell, one class distribution per cell."""
+    in_feature: str = "s32"  # the one feature map the head reads; pooled to grid_size x grid_size if larger
+    grid_size: int = 7  # S
+    boxes_per_cell: int = 2  # B
+    conv_dims: list[int] = field(default_factory=list)  # 3x3 conv + BN + LeakyReLU(0.1) layers before the predictor
+    fc_dim: int | None = 4096  # the paper's fully connected layer (+ dropout); null: a 1x1 conv predictor per cell
+    dropout: float = 0.5
+    lambda_coord: float = 5.0
+    lambda_noobj: float = 0.5
+    score_thresh: float = 0.05  # on class-specific confidence Pr(class) x confidence
+    nms_thresh: float = 0.5
+    detections_per_image: int = 100
+
+
+@dataclass
+class SSDConfig:
+    """SSD (Liu et al. 2016): default boxes on several maps, 3x3 predictors, hard negative mining."""
+    in_features: list[str] = field(default_factory=lambda: ["s8", "s16", "s32", "s64", "s128", "s256"])
+    # per map: each ratio r adds boxes of ratio r and 1/r to the two square ones (scale s_k and sqrt(s_k s_k+1))
+    aspect_ratios: list[list[float]] = field(default_factory=lambda: [[2], [2, 3], [2, 3], [2, 3], [2], [2]])
+    min_scale: float = 0.2  # s_min; scales spread linearly to s_max over the maps (the paper's rule)
+    max_scale: float = 0.9
+    scales: list[float] | None = None  # explicit: one per map plus one (torchvision's SSD300); overrides min/max
+    steps: list[float] | None = None  # pixels between box centres per map; null: the input size / map size
+    clip_default_boxes: bool = True  # clamp default box width and height to the image
+    head: str = "conv"  # "conv": a 3x3 conv per map | "lite": depthwise 3x3 + BN + ReLU6, then 1x1 (SSDlite)
+    iou_thresh: float = 0.5  # a default box is positive at IoU >= this (plus each box's best match)
+    neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
+    bbox_reg_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.45
+    topk_candidates: int = 400  # per class and image, before NMS
+    detections_per_image: int = 200
+
+
+@dataclass
 class ModelConfig:
     arch: str = "faster_rcnn"
     num_classes: int | None = None  # None: the training set's category count
@@ -105,6 +184,10 @@ class ModelConfig:
     roi: RoIConfig = field(default_factory=RoIConfig)
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    yolo: YOLOConfig = field(default_factory=YOLOConfig)
+    ssd: SSDConfig = field(default_factory=SSDConfig)
+    fcn: FCNConfig = field(default_factory=FCNConfig)
     pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     size_divisibility: int = 32
@@ -122,6 +205,10 @@ class SplitConfig:
 @dataclass
 class DataConfig:
     format: str = "coco"  # "coco" | "voc"
+    # "semantic": samples carry sem_seg (0 = background, c + 1 = class c, 255 = ignore) for arch "fcn";
+    # VOC reads SegmentationClass/*.png listed in ImageSets/Segmentation/<split>.txt (needs data.classes),
+    # COCO renders the instance masks (crowd = ignore)
+    task: str = "detection"  # "detection" | "semantic"
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
     classes: list[str] | None = None  # VOC: class names; None discovers them from the xml files
@@ -132,6 +219,10 @@ class DataConfig:
     max_size_test: int = 1333
     flip_prob: float = 0.5
     color_jitter: float = 0.0
+    # "default": shortest-edge resize, flip, colour jitter | "ssd": photometric distortion, zoom-out,
+    # IoU-constrained crop, flip | "ssdlite": IoU crop and flip only | "yolo": scale/translate up to 20%, HSV
+    augment: str = "default"
+    fixed_size: list[int] | None = None  # [h, w]: every image resized to exactly this (SSD, YOLO); replaces min/max
     batch_size: int = 2  # images per step, over all processes
     num_workers: int = 2
     on_bad_sample: str = "error"  # "error" | "skip"
@@ -173,7 +264,7 @@ class TrainConfig:
 
 @dataclass
 class TestConfig:
-    score_thresh: float | None = None  # overrides model.roi.score_thresh at inference when set
+    score_thresh: float | None = None  # overrides the detection head's score_thresh at inference when set
     batch_size: int = 1
 
 

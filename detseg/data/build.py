@@ -5,7 +5,9 @@ from torch.utils.data import DataLoader
 
 from detseg.data.collate import collate
 from detseg.data.datasets.coco import CocoDetection
+from detseg.data.dense_transforms import build_dense_transforms, uses_dense_transforms
 from detseg.data.datasets.voc import VOCDetection
+from detseg.data.datasets.voc_seg import VOCSegmentation
 from detseg.data.transforms import build_transforms
 from detseg.engine.distributed import get_rank, get_world_size
 
@@ -13,20 +15,33 @@ from detseg.engine.distributed import get_rank, get_world_size
 def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
     """``split`` is "train" or "val"; ``train`` picks the augmenting transforms."""
     split_cfg = getattr(data_cfg, split)
-    if train:
+    if uses_dense_transforms(data_cfg):  # data.augment / data.fixed_size: SSD and YOLO pipelines
+        transforms = build_dense_transforms(data_cfg, train, with_masks)
+    elif train:
         transforms = build_transforms(True, data_cfg.min_size_train, data_cfg.max_size_train,
                                       data_cfg.flip_prob, data_cfg.color_jitter, with_masks)
     else:
         transforms = build_transforms(False, data_cfg.min_size_test, data_cfg.max_size_test, 0.0, 0.0, with_masks)
+    semantic = is_semantic(data_cfg)
     if data_cfg.format == "coco":
         _require(split_cfg, split, ("ann_file", "img_dir"))
         return CocoDetection(split_cfg.ann_file, split_cfg.img_dir, transforms, data_cfg.category_ids,
-                             with_masks, data_cfg.on_bad_sample)
+                             with_masks, data_cfg.on_bad_sample, with_sem_seg=semantic)
     if data_cfg.format == "voc":
         _require(split_cfg, split, ("root", "split"))
+        if semantic:
+            return VOCSegmentation(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
+                                   data_cfg.on_bad_sample)
         return VOCDetection(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
                             on_bad_sample=data_cfg.on_bad_sample)
     raise ValueError(f"data.format must be 'coco' or 'voc', got '{data_cfg.format}'")
+
+
+def is_semantic(data_cfg) -> bool:
+    """``data.task``: "semantic" samples carry sem_seg maps (arch fcn), "detection" ones do not."""
+    if data_cfg.task not in ("detection", "semantic"):
+        raise ValueError(f"data.task must be 'detection' or 'semantic', got '{data_cfg.task}'")
+    return data_cfg.task == "semantic"
 
 
 def _require(split_cfg, split: str, keys: tuple[str, ...]) -> None:

@@ -233,9 +233,30 @@ def check_voc(root: str | Path, split: str, classes: list[str] | None = None, de
     return report
 
 
+def check_voc_semantic(root: str | Path, split: str, classes: list[str] | None, decode: bool = False) -> Report:
+    """VOC semantic: every listed id has its JPEG and label PNG, both readable, of the same size."""
+    import warnings
+
+    from detseg.data.datasets.voc_seg import VOCSegmentation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its one-line summary is replaced by this report
+        dataset = VOCSegmentation(root, split, classes, on_bad_sample="skip")
+    report = Report(f"{root} (Segmentation/{split})")
+    for kind, count in dataset.skipped.items():
+        report.add(kind, f"{count} item(s); run with on_bad_sample=error on the dataset for details")
+    for record in dataset._records:
+        report.num_images += 1
+        check_image_file(record.image, record.hw, report, record.voc_id, decode)
+        check_image_file(record.labels, record.hw, report, f"{record.voc_id} (label PNG)", decode)
+    return report
+
+
 def check_split(data_cfg, split: str, decode: bool = False) -> Report:
     """The check for ``cfg.data.<split>`` (``split`` is "train" or "val")."""
     split_cfg = getattr(data_cfg, split)
+    if data_cfg.format == "voc" and data_cfg.task == "semantic":
+        return check_voc_semantic(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
     if data_cfg.format == "voc":
         return check_voc(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
     if not split_cfg.ann_file:

@@ -81,7 +81,10 @@ class DetectionTransform:
         self._seed: int | None = None
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray,
-                 masks: np.ndarray | None = None, seed: int | None = None) -> tuple:
+                 masks: np.ndarray | None = None, seed: int | None = None,
+                 sem_seg: np.ndarray | None = None) -> tuple:
+        """The five inputs transformed; with ``sem_seg`` (a [H, W] label map, albumentations'
+        ``mask``: nearest resize, flipped with the image) it comes back as a sixth value."""
         if self.require_masks and masks is None:
             raise ValueError("this transform was built with with_masks=True but got no masks")
         if seed is None:
@@ -92,13 +95,16 @@ class DetectionTransform:
                 "index": np.arange(len(boxes))}  # survives box drops: tells which rows were kept
         if masks is not None and len(masks):
             data["masks"] = masks  # albumentations rejects an empty mask stack
+        if sem_seg is not None:
+            data["mask"] = sem_seg
         out = self.compose(**data)
         keep = np.asarray(out["index"], np.int64)
         image = out["image"]
         if masks is not None:
             masks = out["masks"][keep] if len(masks) else np.zeros((0, *image.shape[:2]), np.uint8)
         boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        return image, boxes, np.asarray(labels)[keep], np.asarray(iscrowd)[keep], masks
+        result = (image, boxes, np.asarray(labels)[keep], np.asarray(iscrowd)[keep], masks)
+        return result if sem_seg is None else (*result, out["mask"])
 
     def _follow_torch_seed(self) -> None:
         """Re-seed from torch when its seed changed (new DataLoader worker, or torch.manual_seed)."""

@@ -1,11 +1,13 @@
-"""Evaluators: COCO (pycocotools) and PASCAL VOC detection AP."""
+"""Evaluators: COCO (pycocotools), PASCAL VOC detection AP, semantic segmentation (mIoU)."""
 from detseg.evaluation.coco import CocoEvaluator, instances_to_coco_results
+from detseg.evaluation.sem_seg import SemSegEvaluator
 from detseg.evaluation.distributed import gather_results
 from detseg.evaluation.table import format_metrics_table
 from detseg.evaluation.voc import VocEvaluator, voc_ap
 
 __all__ = [
     "CocoEvaluator",
+    "SemSegEvaluator",
     "VocEvaluator",
     "format_metrics_table",
     "gather_results",

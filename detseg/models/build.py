@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from detseg.models.backbones import build_backbone
+from detseg.models.dense.ssd_head import SSDHead
+from detseg.models.dense.yolo_head import YOLOHead
+from detseg.models.meta_arch.one_stage import OneStageDetector
 from detseg.models.meta_arch.region_cnn import build_rcnn
+from detseg.models.meta_arch.segmentor import Segmentor
 from detseg.models.meta_arch.two_stage import TwoStageDetector
 from detseg.models.necks.fpn import build_neck
 from detseg.models.proposals.precomputed import PrecomputedProposals
 from detseg.models.proposals.rpn import RPN
+from detseg.models.roi.mask_roi_heads import MaskRoIHeads
 from detseg.models.roi.roi_heads import RoIHeads
+from detseg.models.seg.fcn import SKIP_VARIANTS, build_fcn_heads
 
 
 def _backbone_and_neck(cfg):
@@ -25,6 +31,18 @@ def build_faster_rcnn(cfg, num_classes: int) -> TwoStageDetector:
     _check_features("model.roi.in_features", cfg.roi.in_features, spec)
     return TwoStageDetector(
         backbone, neck, RPN(cfg.rpn, spec), RoIHeads(cfg.roi, spec, num_classes),
+        cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility,
+    )
+
+
+def build_mask_rcnn(cfg, num_classes: int) -> TwoStageDetector:
+    """Faster R-CNN whose RoI heads also predict a mask per detection."""
+    backbone, neck, spec = _backbone_and_neck(cfg)
+    _check_features("model.rpn.in_features", cfg.rpn.in_features, spec)
+    _check_features("model.roi.in_features", cfg.roi.in_features, spec)
+    _check_features("model.mask.in_features", cfg.mask.in_features or [], spec)
+    return TwoStageDetector(
+        backbone, neck, RPN(cfg.rpn, spec), MaskRoIHeads(cfg.roi, cfg.mask, spec, num_classes),
         cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility,
     )
 
@@ -49,15 +67,56 @@ def build_sppnet(cfg, num_classes: int) -> TwoStageDetector:
     return build_fast_rcnn(cfg, num_classes)
 
 
+def build_fcn(cfg, num_classes: int) -> Segmentor:
+    """FCN-32s/16s/8s (Long et al.) or torchvision's FCN (``model.fcn.variant``), on any backbone."""
+    backbone, neck, spec = _backbone_and_neck(cfg)
+    if neck is not None:
+        raise ValueError("model.arch 'fcn' reads the backbone directly: set model.neck.name to 'none'")
+    reads = SKIP_VARIANTS.get(cfg.fcn.variant, 1)
+    if len(cfg.fcn.in_features) < reads:
+        raise ValueError(f"model.fcn.variant '{cfg.fcn.variant}' reads {reads} maps, "
+                         f"model.fcn.in_features names {cfg.fcn.in_features}")
+    _check_features("model.fcn.in_features", cfg.fcn.in_features[:reads], spec)
+    if cfg.fcn.aux_loss:
+        _check_features("model.fcn.aux_in_feature", [cfg.fcn.aux_in_feature], spec)
+    head, aux = build_fcn_heads(cfg.fcn, spec, num_classes)
+    return Segmentor(backbone, head, aux, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
+
+
+def build_yolo(cfg, num_classes: int) -> OneStageDetector:
+    """YOLO v1 on one feature map of any backbone (or neck)."""
+    backbone, neck, spec = _backbone_and_neck(cfg)
+    _check_features("model.yolo.in_feature", [cfg.yolo.in_feature], spec)
+    return OneStageDetector(backbone, neck, YOLOHead(cfg.yolo, spec, num_classes),
+                            cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
+
+
+def build_ssd(cfg, num_classes: int) -> OneStageDetector:
+    """SSD / SSDlite: usually a backbone plus the "ssd" neck (L2Norm, extra layers)."""
+    backbone, neck, spec = _backbone_and_neck(cfg)
+    _check_features("model.ssd.in_features", cfg.ssd.in_features, spec)
+    return OneStageDetector(backbone, neck, SSDHead(cfg.ssd, spec, num_classes),
+                            cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
+
+
 ARCHITECTURES = {
-    "faster_rcnn": build_faster_rcnn, "fast_rcnn": build_fast_rcnn, "sppnet": build_sppnet, "rcnn": build_rcnn,
+    "faster_rcnn": build_faster_rcnn, "mask_rcnn": build_mask_rcnn,
+    "fast_rcnn": build_fast_rcnn, "sppnet": build_sppnet, "rcnn": build_rcnn,
+    "fcn": build_fcn, "yolo": build_yolo, "ssd": build_ssd,
 }
+
+
+def trains_on_masks(model_cfg) -> bool:
+    """Whether training samples must carry instance masks (the dataset is built with them)."""
+    return model_cfg.arch == "mask_rcnn"
 
 
 def build_model(model_cfg, num_classes: int | None = None):
     num_classes = num_classes if num_classes is not None else model_cfg.num_classes
     if num_classes is None:
         raise ValueError("model.num_classes is not set and no training set was given to count categories")
+    if model_cfg.roi.spp_test_scales and model_cfg.arch != "sppnet":
+        raise ValueError("model.roi.spp_test_scales is SPPnet's multi-scale test: it needs model.arch 'sppnet'")
     if model_cfg.arch not in ARCHITECTURES:
         raise ValueError(f"model.arch '{model_cfg.arch}' is unknown (known: {', '.join(ARCHITECTURES)})")
     return ARCHITECTURES[model_cfg.arch](model_cfg, num_classes)

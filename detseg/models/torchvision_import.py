@@ -9,7 +9,7 @@ import re
 
 import torch
 
-# (torchvision key pattern, detseg replacement), applied first match wins
+# (torchvision key pattern, detseg replacement: a string or a function of the match), first match wins
 _FASTER_RCNN_RULES = [
     (r"^backbone\.body\.", "backbone."),
     (r"^backbone\.fpn\.", "neck.fpn."),
@@ -19,10 +19,70 @@ _FASTER_RCNN_RULES = [
     (r"^roi_heads\.box_predictor\.", "roi_heads.box_predictor."),
 ]
 
-RULES = {"fasterrcnn_resnet50_fpn": _FASTER_RCNN_RULES}
+# torchvision's FCNHead is Sequential(conv, bn, relu, dropout, conv): detseg keeps 0..3 as ``block``
+_FCN_RULES = [
+    (r"^backbone\.", "backbone."),
+    (r"^classifier\.4\.", "head.score."),
+    (r"^classifier\.", "head.block."),
+    (r"^aux_classifier\.4\.", "aux_head.score."),
+    (r"^aux_classifier\.", "aux_head.block."),
+]
+
+def _shift(prefix: str, offset: int):
+    """A replacement renumbering the matched index by ``offset`` (torchvision splits some Sequentials)."""
+    return lambda match: f"{prefix}{int(match.group(1)) + offset}."
+
+
+_SSD_HEAD_RULES = [
+    (r"^head\.classification_head\.module_list\.", "head.cls_convs."),
+    (r"^head\.regression_head\.module_list\.", "head.box_convs."),
+]
+
+# torchvision's SSD300 backbone: ``features`` is VGG-16 through conv4_3; ``extra.0`` holds pool4..conv5_3
+# (VGG indices 23..29, which detseg keeps in backbone.features) and at index 7 pool5/fc6/fc7 (backbone.fc);
+# ``extra.1..4`` are the extra layers, detseg's SSD neck; ``scale_weight`` is conv4_3's L2Norm.
+_SSD300_VGG16_RULES = [
+    (r"^backbone\.features\.", "backbone.features."),
+    (r"^backbone\.scale_weight$", "neck.l2norm.weight"),
+    (r"^backbone\.extra\.0\.7\.", "backbone.fc."),
+    (r"^backbone\.extra\.0\.(\d+)\.", _shift("backbone.features.", 23)),
+    (r"^backbone\.extra\.(\d+)\.", _shift("neck.extras.", -1)),
+    *_SSD_HEAD_RULES,
+]
+
+# torchvision's SSDlite cuts MobileNetV3-Large inside block 13 (the first stride-32 block):
+# ``features.0`` = blocks 0..12 + block 13's expansion layer, ``features.1`` = the rest of block 13
+# (its own keys kept) and blocks 14..16. detseg keeps torchvision's MobileNetV3 indices.
+_SSDLITE_MOBILENET_V3_RULES = [
+    (r"^backbone\.features\.0\.13\.", "backbone.features.13.block.0."),
+    (r"^backbone\.features\.0\.", "backbone.features."),
+    (r"^backbone\.features\.1\.0\.", "backbone.features.13.block."),
+    (r"^backbone\.features\.1\.(\d+)\.", _shift("backbone.features.", 13)),
+    (r"^backbone\.extra\.", "neck.extras."),
+    *_SSD_HEAD_RULES,
+]
+
+# torchvision's mask head is four Conv2dNormActivation blocks (conv at .0); detseg's is one Sequential
+# of conv, relu pairs, so conv i sits at index 2 i.
+_MASK_RCNN_RULES = [
+    *_FASTER_RCNN_RULES,
+    (r"^roi_heads\.mask_head\.(\d+)\.0\.", lambda m: f"roi_heads.mask_head.convs.{2 * int(m.group(1))}."),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.upsample."),
+    (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.logits."),
+]
+
+RULES = {"fasterrcnn_resnet50_fpn": _FASTER_RCNN_RULES, "maskrcnn_resnet50_fpn": _MASK_RCNN_RULES,
+         "fcn_resnet50": _FCN_RULES,
+         "ssd300_vgg16": _SSD300_VGG16_RULES, "ssdlite320_mobilenet_v3_large": _SSDLITE_MOBILENET_V3_RULES}
 
 # The detseg config each architecture converts into.
-CONFIGS = {"fasterrcnn_resnet50_fpn": "configs/faster_rcnn/coco_r50_fpn_1x.yaml"}
+CONFIGS = {
+    "fasterrcnn_resnet50_fpn": "configs/faster_rcnn/coco_r50_fpn_1x.yaml",
+    "maskrcnn_resnet50_fpn": "configs/mask_rcnn/coco_r50_fpn_1x.yaml",
+    "fcn_resnet50": "configs/fcn/coco_r50.yaml",
+}
+CONFIGS["ssd300_vgg16"] = "configs/ssd/coco_ssd300_vgg16.yaml"
+CONFIGS["ssdlite320_mobilenet_v3_large"] = "configs/ssd/coco_ssdlite320_mobilenet_v3.yaml"
 
 
 def convert_state_dict(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""torchvision's FasterRCNN configured like a detseg config, for side-by-side benchmarks."""
+"""torchvision's FasterRCNN or SSD configured like a detseg config, for side-by-side benchmarks."""
 from __future__ import annotations
 
 
@@ -12,8 +12,10 @@ def torchvision_twin(model_cfg, num_classes: int, size: int):
 
     from detseg.models.backbones.base import norm_layer_factory
 
+    if model_cfg.arch == "ssd":
+        return _ssd_twin(model_cfg, num_classes)
     bb = model_cfg.backbone
-    if model_cfg.arch != "faster_rcnn" or not bb.name.startswith("resnet") or bb.width != 1.0:
+    if model_cfg.arch not in ("faster_rcnn", "mask_rcnn") or not bb.name.startswith("resnet") or bb.width != 1.0:
         return None
     if model_cfg.neck.name != "fpn" or model_cfg.roi.head_conv_dims or len(model_cfg.roi.head_fc_dims) != 2:
         return None
@@ -22,8 +24,18 @@ def torchvision_twin(model_cfg, num_classes: int, size: int):
     rpn, roi = model_cfg.rpn, model_cfg.roi
     anchors = AnchorGenerator(tuple(tuple(s) for s in rpn.anchor_sizes), (tuple(rpn.aspect_ratios),) * len(rpn.anchor_sizes))
     names = [str(i) for i in range(len(roi.in_features))]
-    return FasterRCNN(
-        backbone, num_classes=num_classes + 1, min_size=size, max_size=size,
+    detector, extra = FasterRCNN, {}
+    if model_cfg.arch == "mask_rcnn":
+        from torchvision.models.detection import MaskRCNN
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+
+        mask = model_cfg.mask
+        in_channels = model_cfg.neck.out_channels
+        detector = MaskRCNN
+        extra = {"mask_roi_pool": MultiScaleRoIAlign(names, mask.pooler_resolution, mask.sampling_ratio),
+                 "mask_head": MaskRCNNHeads(in_channels, list(mask.conv_dims), 1)}
+    return detector(
+        backbone, num_classes=num_classes + 1, min_size=size, max_size=size, **extra,
         rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(names, roi.pooler_resolution, roi.sampling_ratio),
         rpn_pre_nms_top_n_train=rpn.pre_nms_topk_train, rpn_pre_nms_top_n_test=rpn.pre_nms_topk_test,
@@ -31,3 +43,16 @@ def torchvision_twin(model_cfg, num_classes: int, size: int):
         rpn_batch_size_per_image=rpn.batch_size_per_image, box_batch_size_per_image=roi.batch_size_per_image,
         box_score_thresh=roi.score_thresh, box_detections_per_img=roi.detections_per_image,
     )
+
+
+_SSD_TWINS = {"vgg16_ssd": "ssd300_vgg16", "mobilenet_v3_large_ssdlite": "ssdlite320_mobilenet_v3_large"}
+
+
+def _ssd_twin(model_cfg, num_classes: int):
+    """torchvision's SSD300 / SSDlite320 for the configs that equal them (they resize to 300 / 320 inside)."""
+    import torchvision
+
+    name = _SSD_TWINS.get(model_cfg.backbone.name)
+    if name is None:
+        return None
+    return getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=num_classes + 1)

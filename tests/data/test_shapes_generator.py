@@ -29,7 +29,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, tree_hashes):
     generate_shapes_dataset(tmp_path / "b", 4, 2, seed=3, workers=1)
     generate_shapes_dataset(tmp_path / "c", 4, 2, seed=4, workers=1)
     a, b, c = (tree_hashes(tmp_path / x) for x in "abc")
-    assert len(a) == 2 + 6 + 6 + 6 + 2  # jsons, jpegs, voc jpegs, voc xmls, image sets
+    # jsons, jpegs, voc jpegs, voc xmls, Main image sets, semantic PNGs, Segmentation image sets
+    assert len(a) == 2 + 6 + 6 + 6 + 2 + 6 + 2
+    assert a["voc/SegmentationClass/train_000001.png"] != c["voc/SegmentationClass/train_000001.png"]
     assert a == b
     assert a.keys() == c.keys()
     assert a["annotations/instances_train.json"] != c["annotations/instances_train.json"]

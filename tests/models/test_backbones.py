@@ -76,8 +76,8 @@ def test_expected_specs_for_known_backbones():
     assert simple("resnet18") == {"s4": (64, 4), "s8": (128, 8), "s16": (256, 16), "s32": (512, 32)}
     assert simple("resnet18", 0.25) == {"s4": (16, 4), "s8": (32, 8), "s16": (64, 16), "s32": (128, 32)}
     assert simple("resnet50") == {"s4": (256, 4), "s8": (512, 8), "s16": (1024, 16), "s32": (2048, 32)}
-    assert simple("vgg16") == {"s4": (256, 4), "s8": (512, 8), "s16": (512, 16)}
-    assert simple("vgg16_bn") == {"s4": (256, 4), "s8": (512, 8), "s16": (512, 16)}
+    assert simple("vgg16") == {"s4": (256, 4), "s8": (512, 8), "s16": (512, 16), "s32": (512, 32)}
+    assert simple("vgg16_bn") == {"s4": (256, 4), "s8": (512, 8), "s16": (512, 16), "s32": (512, 32)}
     assert simple("mobilenet_v3_large") == {"s8": (40, 8), "s16": (112, 16), "s32": (960, 32)}
     assert simple("alexnet") == {"s16": (256, 16), "s32": (256, 32)}
 

@@ -202,10 +202,10 @@ def test_crowd_only_image_has_no_positives(model):
     # proposals include the crowd box itself (IoU 1) and near copies of it
     proposals = [torch.cat([box, box + 1.0, box - 2.0, torch.tensor([[0.0, 0.0, 20.0, 20.0]])])]
     model.train()
-    rois, classes, targets = model.roi_heads.sample(proposals, crowd)
+    rois, classes, targets, _ = model.roi_heads.sample(proposals, crowd)
     assert len(classes) == sum(len(r) for r in rois) == 4  # the crowd box is not added as a proposal
     assert torch.all(classes == 0)
-    _, normal_classes, _ = model.roi_heads.sample(proposals, normal)
+    _, normal_classes, _, _ = model.roi_heads.sample(proposals, normal)
     # label 1 -> class 2 for the three near copies (IoU >= 0.84) and the added gt; [0, 0, 20, 20] is background
     assert normal_classes.tolist().count(2) == 4 and normal_classes.tolist().count(0) == 1
     # the RPN sees no positive anchor either: no box regression loss at all
@@ -224,7 +224,7 @@ def test_crowd_box_is_never_the_matched_ground_truth(model):
         iscrowd=[torch.tensor([True, False])],
     )
     proposals = [torch.stack([crowd_box, crowd_box + 1, real_box, real_box + 1])]
-    rois, classes, targets = model.roi_heads.sample(proposals, batch)
+    rois, classes, targets, _ = model.roi_heads.sample(proposals, batch)
     rois = torch.cat(rois)
     assert set(classes.tolist()) == {0, 1}
     near_crowd = (rois - crowd_box).abs().max(dim=1).values <= 1
@@ -236,7 +236,7 @@ def test_sample_maps_labels_and_targets(model):
     gt = torch.tensor([[10.0, 10.0, 60.0, 50.0], [70.0, 20.0, 120.0, 90.0]])
     batch = _batch([(96, 128)], boxes=[gt], labels=[torch.tensor([2, 0])])
     far = torch.tensor([[0.0, 60.0, 8.0, 90.0]])
-    rois, classes, targets = model.roi_heads.sample([torch.cat([gt, far])], batch)
+    rois, classes, targets, _ = model.roi_heads.sample([torch.cat([gt, far])], batch)
     rois = torch.cat(rois)
     for box, cls in zip(gt, (3, 1)):
         exact = (rois == box).all(dim=1)

@@ -1,17 +1,25 @@
 """torchvision reference models built with random weights, the way its pretrained ones are built."""
 import torch
 import torchvision
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 
 def torchvision_faster_rcnn_r50_fpn(seed: int = 0, min_size: int = 800, max_size: int = 1333) -> FasterRCNN:
+    return _r50_fpn_detector(FasterRCNN, seed, min_size, max_size)
+
+
+def torchvision_mask_rcnn_r50_fpn(seed: int = 0, min_size: int = 800, max_size: int = 1333) -> MaskRCNN:
+    return _r50_fpn_detector(MaskRCNN, seed, min_size, max_size)
+
+
+def _r50_fpn_detector(cls, seed: int, min_size: int, max_size: int):
     torch.manual_seed(seed)
     body = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
     _randomize_frozen_bn(body)
     backbone = _resnet_fpn_extractor(body, trainable_layers=3)
-    model = FasterRCNN(backbone, num_classes=91, min_size=min_size, max_size=max_size).eval()
+    model = cls(backbone, num_classes=91, min_size=min_size, max_size=max_size).eval()
     _soften_predictor(model.roi_heads.box_predictor)
     return model
 

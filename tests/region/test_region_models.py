@@ -112,3 +112,35 @@ def test_context_padding_dilates_boxes():
     box = torch.tensor([[10.0, 10, 30, 50]])
     padded = context_boxes(box, warp_size=32, padding=8)  # the box fills the middle 16 of 32 pixels
     torch.testing.assert_close(padded, torch.tensor([[0.0, -10, 40, 70]]))
+
+
+def test_spp_multi_scale_pools_each_roi_at_the_scale_nearest_the_canonical_size():
+    g = torch.Generator().manual_seed(0)
+    maps = {f"s4@{i}": torch.randn(1, 3, 16 * f, 16 * f, generator=g) for i, f in enumerate((1, 2, 4))}
+    pooler = SPPPooler("s4", 4, [2, 1], channels=3, test_scales=[1, 2, 4], canonical_size=56)
+    # sides 56, 28 and 14 px: 56 px is canonical at scale 1, 28 px at scale 2, 14 px at scale 4
+    rois = torch.tensor([[0.0, 0, 56, 56], [4, 4, 32, 32], [20, 20, 34, 34]])
+    out = pooler(maps, [rois], [(64, 64)])
+    for k, (i, factor) in enumerate([(0, 1), (1, 2), (2, 4)]):
+        single = SPPPooler("s4", 4, [2, 1], channels=3)({"s4": maps[f"s4@{i}"]}, [rois[k:k + 1] * factor], None)
+        torch.testing.assert_close(out[k:k + 1], single)
+
+
+def test_sppnet_multi_scale_test_at_one_scale_equals_single_scale():
+    model = _model("sppnet").eval()
+    model.roi_heads.score_thresh = 0.0
+    with torch.no_grad():
+        single = model(_batch(), mode="predict")
+        model.roi_heads.pooler.test_scales = [1.0]
+        multi = model(_batch(), mode="predict")
+        model.roi_heads.pooler.test_scales = [1.0, 2.0]
+        two = model(_batch(), mode="predict")
+    for a, b in zip(single, multi):
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
+    assert len(two[0]) > 0 and not torch.equal(two[0].scores, single[0].scores)
+
+
+def test_multi_scale_test_is_sppnet_only():
+    cfg = load_config(CONFIGS / "fast_rcnn" / "shapes.yaml", [*TINY, "model.roi.spp_test_scales=[1,2]"])
+    with pytest.raises(ValueError, match="spp_test_scales"):
+        build_model(cfg.model, NUM_CLASSES)

@@ -19,3 +19,45 @@ def test_benchmark_reports_detseg_and_torchvision(tmp_path):
         assert figures[name]["train_ips"] > 0 and figures[name]["infer_ips"] > 0
     assert figures["ratio"]["train_ips"] == figures["detseg"]["train_ips"] / figures["torchvision"]["train_ips"]
     assert "torchvision" in result.stdout and "ratio" in result.stdout
+
+
+def test_lineage_benchmark_times_the_four_region_models_on_the_same_images(tmp_path, shapes_paths):
+    from detseg.config import load_config
+    from detseg.models.build import build_model
+
+    out = tmp_path / "lineage.json"
+    data = [f"data.val.ann_file={shapes_paths['val_json']}", f"data.val.img_dir={shapes_paths['val_dir']}",
+            f"data.train.ann_file={shapes_paths['train_json']}", f"data.train.img_dir={shapes_paths['train_dir']}"]
+    tiny = ["model.backbone.width=0.25", "model.rcnn.warp_size=32", "model.rcnn.context_padding=4",
+            "data.min_size_test=96", "data.max_size_test=128"]
+    cmd = [sys.executable, "tools/benchmark.py", "configs/fast_rcnn/shapes.yaml", "--lineage", "--images", "1",
+           "--proposals", "40", "--iters", "1", "--json", str(out), *tiny, *data]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = {r["arch"]: r for r in report["models"]}
+    assert list(rows) == ["rcnn", "sppnet", "fast_rcnn", "faster_rcnn"]
+    assert report["images"] == 1 and report["proposals_per_image"] == 40
+    for arch, row in rows.items():
+        cfg = load_config(ROOT / "configs" / arch / "shapes.yaml", tiny)
+        assert row["params"] == sum(p.numel() for p in build_model(cfg.model, 6).parameters()), arch
+        assert 0 < row["conv_ms"] < row["model_ms"] <= row["total_ms"]
+        for key in ("conv_ms", "model_ms", "total_ms"):
+            assert report["speedup_vs_rcnn"][arch][key] == rows["rcnn"][key] / row[key]
+    # selective search is part of the end-to-end time of the three models that read proposals
+    for arch in ("rcnn", "sppnet", "fast_rcnn"):
+        assert rows[arch]["total_ms"] == rows[arch]["model_ms"] + report["selective_search_ms"]
+    assert rows["faster_rcnn"]["total_ms"] == rows["faster_rcnn"]["model_ms"]
+    assert "speed-up vs R-CNN" in result.stdout
+
+
+def test_mask_rcnn_twin_is_the_same_model_in_torchvision():
+    from detseg.config import load_config
+    from detseg.models.build import build_model
+    from detseg.models.torchvision_twin import torchvision_twin
+
+    cfg = load_config(ROOT / "configs/mask_rcnn/coco_r50_fpn_1x.yaml", ["model.backbone.weights=null"])
+    twin = torchvision_twin(cfg.model, 90, 320)
+    assert type(twin).__name__ == "MaskRCNN"
+    count = sum(p.numel() for p in build_model(cfg.model).parameters())
+    assert sum(p.numel() for p in twin.parameters()) == count == 44_401_393

@@ -9,6 +9,8 @@ A sample is a dict::
     labels    int64 [N], contiguous 0..K-1
     iscrowd   bool [N]
     masks     uint8 [N, H, W], only for datasets built with ``with_masks=True``
+    sem_seg   int64 [H, W] (0 = background, c + 1 = class c, 255 = ignore), only for semantic
+              datasets (``with_sem_seg``), which implement ``_load_sem_seg(idx, (h, w))``
 
 Subclasses provide ``image_ids``, ``get_image_info(idx)`` and ``_load_target(idx, (h, w))``.
 """
@@ -86,6 +88,7 @@ class DetectionDataset(Dataset):
 
     image_ids: list[int]
     with_masks: bool = False
+    with_sem_seg: bool = False
 
     def __init__(self, source: str, transforms: TransformFn | None, on_bad_sample: str):
         check_policy(on_bad_sample)
@@ -139,7 +142,11 @@ class DetectionDataset(Dataset):
     def _make_sample(self, idx: int, image: np.ndarray, seed: int | None = None) -> dict:
         orig_size = image.shape[:2]
         boxes, labels, iscrowd, masks = self._load_target(idx, orig_size)
-        if self.transforms is not None:
+        sem_seg = self._load_sem_seg(idx, orig_size) if self.with_sem_seg else None
+        if self.transforms is not None and sem_seg is not None:
+            image, boxes, labels, iscrowd, masks, sem_seg = self.transforms(
+                image, boxes, labels, iscrowd, masks, seed=seed, sem_seg=sem_seg)
+        elif self.transforms is not None:
             image, boxes, labels, iscrowd, masks = self.transforms(image, boxes, labels, iscrowd, masks, seed=seed)
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
@@ -151,4 +158,17 @@ class DetectionDataset(Dataset):
         }
         if self.with_masks:
             sample["masks"] = torch.from_numpy(np.ascontiguousarray(masks, np.uint8))
+        if sem_seg is not None:
+            sample["sem_seg"] = torch.from_numpy(np.ascontiguousarray(sem_seg, np.int64))
         return sample
+
+    def _load_sem_seg(self, idx: int, hw: tuple[int, int]) -> np.ndarray:
+        """uint8 [h, w] label map of image ``idx`` at its original size (semantic datasets)."""
+        raise NotImplementedError
+
+    def original_sem_seg(self, image_id: int) -> np.ndarray:
+        """The label map of ``image_id`` as stored (original size), for evaluation."""
+        if not hasattr(self, "_index_of_id"):
+            self._index_of_id = {int(i): k for k, i in enumerate(self.image_ids)}
+        idx = self._index_of_id[int(image_id)]
+        return self._load_sem_seg(idx, self.get_image_info(idx)[1])

@@ -10,6 +10,9 @@ Rules:
 - Crowd regions are kept and flagged in ``iscrowd``; images without annotations are kept.
 - Masks (``with_masks=True``) are decoded from polygons (one or several parts) or from
   compressed / uncompressed RLE by pycocotools.
+- Semantic maps (``with_sem_seg=True``, the sample's ``sem_seg``) are rendered from the same
+  masks: 0 = background, label + 1 where an object is; crowd regions are 255 (ignore) except where
+  a non-crowd object lies on them; overlapping objects: the smaller one is painted on top.
 - Bad input is found at construction without decoding images (unknown category, invalid
   box, annotation without image entry, image entry without file, a ``file_name`` that is
   absolute / contains ``..`` / is a symlink leaving ``img_dir``, width*height above
@@ -78,9 +81,10 @@ def box_problem(bbox, hw: tuple[int, int]) -> tuple[str, str] | None:
 class CocoDetection(DetectionDataset):
     def __init__(self, ann_file: str | os.PathLike, img_dir: str | os.PathLike,
                  transforms: TransformFn | None = None, category_ids: list[int] | None = None,
-                 with_masks: bool = False, on_bad_sample: str = "error"):
+                 with_masks: bool = False, on_bad_sample: str = "error", with_sem_seg: bool = False):
         super().__init__(str(ann_file), transforms, on_bad_sample)
         self.ann_file, self.img_dir, self.with_masks = str(ann_file), Path(img_dir), with_masks
+        self.with_sem_seg = with_sem_seg
         coco = load_coco_json(self.ann_file)
         self.category_ids = sorted(coco.cats) if category_ids is None else [int(c) for c in category_ids]
         self.class_names = [coco.cats[c]["name"] if c in coco.cats else f"category_{c}" for c in self.category_ids]
@@ -134,8 +138,8 @@ class CocoDetection(DetectionDataset):
             return "unknown_category", f"category_id {cat!r} is not in 'categories'"
         if cat not in self._label_of:
             return "unknown_category", f"category_id {cat!r} is not in the label space {self.category_ids}"
-        if self.with_masks and not ann.get("segmentation"):
-            return "missing_segmentation", "with_masks=True but the annotation has no segmentation"
+        if (self.with_masks or self.with_sem_seg) and not ann.get("segmentation"):
+            return "missing_segmentation", "masks or semantic maps are wanted but the annotation has no segmentation"
         return box_problem(ann.get("bbox"), (entry["height"], entry["width"]))
 
     def _without(self, coco: COCO, bad_images: set[int], bad_anns: set) -> COCO:
@@ -162,3 +166,19 @@ class CocoDetection(DetectionDataset):
             for i, ann in enumerate(anns):
                 masks[i] = self.coco.annToMask(ann)
         return clip_boxes_(boxes, hw), labels, iscrowd, masks
+
+    def _load_sem_seg(self, idx: int, hw: tuple[int, int]) -> np.ndarray:
+        anns = self.coco.imgToAnns[self.image_ids[idx]]
+        return render_semantic(anns, self.coco.annToMask, self._label_of, hw)
+
+
+def render_semantic(anns: list[dict], to_mask, label_of: dict[int, int], hw: tuple[int, int]) -> np.ndarray:
+    """uint8 [h, w]: 0 background, label + 1 on objects, 255 on crowd regions no object covers."""
+    out = np.zeros(hw, np.uint8)
+    crowd = [a for a in anns if a.get("iscrowd", 0)]
+    objects = sorted((a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -float(a.get("area", 0)))
+    for ann in crowd:
+        out[to_mask(ann).astype(bool)] = 255
+    for ann in objects:  # largest first, so a small object on a large one stays visible
+        out[to_mask(ann).astype(bool)] = label_of[ann["category_id"]] + 1
+    return out

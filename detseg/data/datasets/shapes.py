@@ -11,6 +11,8 @@ Layout written under ``out_dir``::
     voc/JPEGImages/{split}_000001.jpg        the same images (hard links when possible)
     voc/Annotations/{split}_000001.xml       VOC boxes: 1-based inclusive pixel corners
     voc/ImageSets/Main/{train,val}.txt
+    voc/SegmentationClass/{split}_000001.png  semantic maps, VOC palette PNG: 0 background, label + 1
+    voc/ImageSets/Segmentation/{train,val}.txt
 
 Objects may occlude each other (later ones on top). Which objects are kept is decided
 before anything is painted: an object that would end up less than 40% visible, or whose
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from detseg.data.palette import write_label_png
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "hexagon", "ellipse")
 SPLITS = ("train", "val")
@@ -207,12 +211,23 @@ def _render_and_write(job: tuple) -> tuple[dict, list[dict]]:
     assert ok, "JPEG encoding failed"
     (Path(out_dir) / split / name).write_bytes(data.tobytes())
     entry = {"id": index + 1, "file_name": name, "height": image.shape[0], "width": image.shape[1]}
+    write_label_png(Path(out_dir) / "voc" / "SegmentationClass" / f"{_voc_stem(split, name)}.png",
+                    _semantic_map(objects, image.shape[:2]))
     return entry, [_annotate(obj) for obj in objects]
+
+
+def _semantic_map(objects: list[_Object], hw: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W]: 0 background, label + 1 on each object's visible pixels (they never overlap)."""
+    labels = np.zeros(hw, np.uint8)
+    for obj in objects:
+        labels[obj.visible] = obj.label + 1
+    return labels
 
 
 def _render_split(out_dir: Path, split: str, count: int, seed: int, sizes: tuple[int, int],
                   workers: int) -> list[tuple[dict, list[dict]]]:
     (out_dir / split).mkdir(parents=True, exist_ok=True)
+    (out_dir / "voc" / "SegmentationClass").mkdir(parents=True, exist_ok=True)
     jobs = [(str(out_dir), split, i, seed, *sizes) for i in range(count)]
     if workers <= 1 or count < 64:  # process start-up costs more than it saves on tiny sets
         return [_render_and_write(job) for job in jobs]
@@ -261,17 +276,22 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _voc_stem(split: str, file_name: str) -> str:
+    return f"{split}_{Path(file_name).stem}"  # prefix: train and val share one folder
+
+
 def _write_voc(out_dir: Path, split: str, records: list[tuple[dict, list[dict]]]) -> None:
     voc = out_dir / "voc"
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     names = []
     for entry, anns in records:
-        stem = f"{split}_{Path(entry['file_name']).stem}"  # prefix: train and val share one folder
+        stem = _voc_stem(split, entry["file_name"])
         _link_or_copy(out_dir / split / entry["file_name"], voc / "JPEGImages" / f"{stem}.jpg")
         (voc / "Annotations" / f"{stem}.xml").write_text(_voc_xml(f"{stem}.jpg", entry, anns))
         names.append(stem)
     (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
 
 
 # ----------------------------------------------------------------------------- entry point

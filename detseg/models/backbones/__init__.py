@@ -7,6 +7,7 @@ from detseg.models.backbones.alexnet import AlexNetBackbone
 from detseg.models.backbones.base import Backbone, FeatureSpec
 from detseg.models.backbones.mobilenet import MobileNetV3Backbone
 from detseg.models.backbones.resnet import ResNetBackbone
+from detseg.models.backbones.ssd_backbones import MobileNetV3SSDLiteBackbone, VGG16SSDBackbone
 from detseg.models.backbones.vgg import VGGBackbone
 
 BACKBONES = {
@@ -15,6 +16,8 @@ BACKBONES = {
     "vgg16_bn": partial(VGGBackbone, "vgg16_bn"),
     "mobilenet_v3_large": partial(MobileNetV3Backbone, "mobilenet_v3_large"),
     "alexnet": partial(AlexNetBackbone, "alexnet"),
+    "vgg16_ssd": partial(VGG16SSDBackbone, "vgg16"),
+    "mobilenet_v3_large_ssdlite": partial(MobileNetV3SSDLiteBackbone, "mobilenet_v3_large"),
 }
 
 
@@ -26,7 +29,12 @@ def build_backbone(cfg) -> Backbone:
         close = difflib.get_close_matches(cfg.name, list(BACKBONES), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"model.backbone.name '{cfg.name}' is unknown{hint} (known: {', '.join(BACKBONES)})")
-    return BACKBONES[cfg.name](weights=cfg.weights, norm=cfg.norm, freeze_at=cfg.freeze_at, width=cfg.width)
+    kwargs = dict(weights=cfg.weights, norm=cfg.norm, freeze_at=cfg.freeze_at, width=cfg.width)
+    if any(getattr(cfg, "dilation", ())):
+        if not cfg.name.startswith("resnet"):
+            raise ValueError(f"model.backbone.dilation is for ResNets only, not '{cfg.name}'")
+        kwargs["dilation"] = cfg.dilation
+    return BACKBONES[cfg.name](**kwargs)
 
 
 __all__ = ["BACKBONES", "Backbone", "FeatureSpec", "build_backbone"]

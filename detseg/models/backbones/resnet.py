@@ -26,25 +26,33 @@ class ResNetBackbone(Backbone):
     """Stem + four stages; ``s4..s32`` are the outputs of layer1..layer4.
 
     Attribute names follow torchvision's ResNet so its state dicts load unchanged.
+    ``dilation`` (torchvision's replace_stride_with_dilation for layer2..4, Bottleneck depths only)
+    keeps each stage's key but its spec reports the real stride: [False, True, True] gives
+    s16 and s32 at stride 8, as in FCN/DeepLab.
     """
 
-    def __init__(self, name: str, weights=None, norm="bn", freeze_at=0, width=1.0):
+    def __init__(self, name: str, weights=None, norm="bn", freeze_at=0, width=1.0, dilation=None):
         super().__init__()
         block, layers = _DEPTHS[name]
         norm_layer = norm_layer_factory(norm)
+        dilation = list(dilation or [False, False, False])
+        if any(dilation) and block is BasicBlock:
+            raise ValueError(f"model.backbone.dilation needs a Bottleneck ResNet (resnet50/101), not {name}")
         if width == 1.0:
             enum, local = resolve_weights(name, weights)
-            net = getattr(torchvision.models, name)(weights=enum, norm_layer=norm_layer)
+            net = getattr(torchvision.models, name)(weights=enum, norm_layer=norm_layer,
+                                                    replace_stride_with_dilation=dilation)
             if local is not None:
                 load_local_weights(net, local)
         else:
             if weights is not None:
                 raise ValueError("model.backbone.weights needs width 1.0 (torchvision has no scaled ResNets)")
-            net = _scaled_resnet(block, layers, width, norm_layer)
+            net = _scaled_resnet(block, layers, width, norm_layer, dilation)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        strides = _real_strides(dilation)
         self._spec = {
-            f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), 4 * 2**i)
+            f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), strides[i])
             for i, stage in enumerate([self.layer1, self.layer2, self.layer3, self.layer4])
         }
         stages = [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4]
@@ -67,17 +75,25 @@ def _stage_channels(stage: nn.Sequential) -> int:
     return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
 
 
-def _scaled_resnet(block, layers, width, norm_layer):
+def _real_strides(dilation: list[bool]) -> list[int]:
+    """Output stride of layer1..layer4; a dilated stage keeps its input's stride."""
+    strides = [4]
+    for dilate in dilation:
+        strides.append(strides[-1] if dilate else strides[-1] * 2)
+    return strides
+
+
+def _scaled_resnet(block, layers, width, norm_layer, dilation=(False, False, False)):
     """torchvision's ResNet with every stage's width multiplied: 0.5 halves channels (~4x fewer FLOPs)."""
     net = torchvision.models.ResNet(block, layers, norm_layer=norm_layer)
     base = max(8, int(round(64 * width)))
-    net.inplanes = base
+    net.inplanes, net.dilation = base, 1
     net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
     net.bn1 = norm_layer(base)
     net.layer1 = net._make_layer(block, base, layers[0])
-    net.layer2 = net._make_layer(block, base * 2, layers[1], stride=2)
-    net.layer3 = net._make_layer(block, base * 4, layers[2], stride=2)
-    net.layer4 = net._make_layer(block, base * 8, layers[3], stride=2)
+    net.layer2 = net._make_layer(block, base * 2, layers[1], stride=2, dilate=dilation[0])
+    net.layer3 = net._make_layer(block, base * 4, layers[2], stride=2, dilate=dilation[1])
+    net.layer4 = net._make_layer(block, base * 8, layers[3], stride=2, dilate=dilation[2])
     for module in net.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

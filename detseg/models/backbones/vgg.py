@@ -1,4 +1,4 @@
-"""VGG-16 as in Faster R-CNN / SPPnet: conv5_3 at stride 16 (the last max-pool is dropped)."""
+"""VGG-16 as in Faster R-CNN / SPPnet: conv5_3 at stride 16; pool5 (stride 32) for FCN's fc6."""
 from __future__ import annotations
 
 import torchvision
@@ -15,7 +15,8 @@ from detseg.models.backbones.base import (
 
 
 class VGGBackbone(Backbone):
-    """Outputs ``s4`` (conv3_3), ``s8`` (conv4_3) and ``s16`` (conv5_3), each after its ReLU."""
+    """Outputs ``s4`` (conv3_3), ``s8`` (conv4_3) and ``s16`` (conv5_3), each after its ReLU,
+    and ``s32``: pool5 of conv5_3, which FCN's convolutionalised fc6 reads (no parameters)."""
 
     def __init__(self, name: str = "vgg16", weights=None, freeze_at: int = 0, norm: str = "bn", width: float = 1.0):
         super().__init__()
@@ -34,6 +35,8 @@ class VGGBackbone(Backbone):
         self._cuts = {"s4": pools[2], "s8": pools[3], "s16": pools[4]}
         channels = _out_channels(net.features)
         self._spec = {key: FeatureSpec(channels[cut - 1], int(key[1:])) for key, cut in self._cuts.items()}
+        self.pool5 = net.features[pools[4]]
+        self._spec["s32"] = FeatureSpec(self._spec["s16"].channels, 32)
         stages = [self.features[bounds[i] : bounds[i + 1]] for i in range(4)]
         freeze_modules(stages[:freeze_at])
 
@@ -45,6 +48,7 @@ class VGGBackbone(Backbone):
         for key, cut in self._cuts.items():
             x = self.features[start:cut](x)
             out[key], start = x, cut
+        out["s32"] = self.pool5(x)
         return out
 
 

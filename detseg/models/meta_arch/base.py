@@ -13,6 +13,9 @@ MODES = ("loss", "predict", "both")
 class Detector(nn.Module):
     """Subclasses implement ``loss(batch)`` and ``predict(batch)``; ``both`` shares one backbone pass."""
 
+    # Instances.masks filled by predict (evaluated as COCO "segm"); training needs Batch.masks
+    has_masks = False
+
     def __init__(self, pixel_mean: list[float], pixel_std: list[float], size_divisibility: int):
         super().__init__()
         # kept on the 0..1 scale (computed in float64) so inputs equal torchvision's bit for bit

@@ -5,9 +5,11 @@ precomputed proposals and RoIPool; nothing else changes.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.models.meta_arch.base import Detector
+from detseg.models.roi.poolers import scale_key
 from detseg.structures import Batch, Instances
 
 
@@ -19,6 +21,7 @@ class TwoStageDetector(Detector):
         self.neck = neck
         self.rpn = proposal_generator
         self.roi_heads = roi_heads
+        self.has_masks = getattr(roi_heads, "mask_head", None) is not None
 
     def features(self, batch: Batch) -> dict[str, Tensor]:
         features = self.backbone(self.preprocess(batch))
@@ -30,9 +33,23 @@ class TwoStageDetector(Detector):
         return {**losses, **self.roi_heads.loss(features, proposals, batch)}
 
     def forward_predict(self, batch: Batch) -> list[Instances]:
-        features = self.features(batch)
+        scales = getattr(self.roi_heads.pooler, "test_scales", None)
+        features = self.multi_scale_features(batch, scales) if scales else self.features(batch)
         proposals, _ = self.rpn(features, batch, with_loss=False)
         return self.roi_heads.predict(features, proposals, batch)
+
+    def multi_scale_features(self, batch: Batch, scales: list[float]) -> dict[str, Tensor]:
+        """SPPnet's multi-scale test: backbone (+ neck) on the image resized by each factor, maps keyed
+        ``name@i`` (see detseg.models.roi.poolers.scale_key); the pooler picks one scale per RoI."""
+        images = self.preprocess(batch)
+        merged = {}
+        for i, factor in enumerate(scales):
+            resized = images if factor == 1 else F.interpolate(images, scale_factor=factor, mode="bilinear",
+                                                                 align_corners=False)
+            features = self.backbone(resized)
+            features = self.neck(features) if self.neck is not None else features
+            merged.update({scale_key(name, i): value for name, value in features.items()})
+        return merged
 
     def forward_both(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
         """Validation loss and predictions from one backbone pass (called in eval mode)."""

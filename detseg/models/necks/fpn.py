@@ -39,4 +39,8 @@ def build_neck(cfg, in_spec: dict[str, FeatureSpec], in_features: list[str]):
         return None
     if cfg.name == "fpn":
         return FPN(in_spec, in_features, cfg.out_channels, cfg.extra_pool)
-    raise ValueError(f"model.neck.name must be 'none' or 'fpn', got '{cfg.name}'")
+    if cfg.name == "ssd":
+        from detseg.models.necks.ssd_extra import SSDExtraLayers
+
+        return SSDExtraLayers(in_spec, in_features, cfg)
+    raise ValueError(f"model.neck.name must be 'none', 'fpn' or 'ssd', got '{cfg.name}'")

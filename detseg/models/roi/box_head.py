@@ -4,14 +4,19 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def conv_stack(in_channels: int, dims: list[int]) -> tuple[nn.Sequential, int]:
+    """3x3 conv + ReLU per entry of ``dims`` (RoI box and mask heads); returns it and its out channels."""
+    layers, channels = [], in_channels
+    for dim in dims:
+        layers += [nn.Conv2d(channels, dim, 3, padding=1), nn.ReLU(inplace=True)]
+        channels = dim
+    return nn.Sequential(*layers), channels
+
+
 class BoxHead(nn.Module):
     def __init__(self, in_channels: int, resolution: int, conv_dims: list[int], fc_dims: list[int]):
         super().__init__()
-        convs, channels = [], in_channels
-        for dim in conv_dims:
-            convs += [nn.Conv2d(channels, dim, 3, padding=1), nn.ReLU(inplace=True)]
-            channels = dim
-        self.convs = nn.Sequential(*convs)
+        self.convs, channels = conv_stack(in_channels, conv_dims)
         sizes = [channels * resolution * resolution, *fc_dims]
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out_dim = sizes[-1]

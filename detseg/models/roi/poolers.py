@@ -40,17 +40,44 @@ class SPPPooler(nn.Module):
     level by level in the configured order, each level flattened channel-major.
     """
 
-    def __init__(self, in_feature: str, stride: int, levels: list[int], channels: int):
+    def __init__(self, in_feature: str, stride: int, levels: list[int], channels: int,
+                 test_scales: list[float] = (), canonical_size: float = 224.0):
         super().__init__()
         if not levels or any(int(l) < 1 for l in levels):
             raise ValueError(f"model.roi.spp_levels must be positive grid sizes, got {levels}")
+        if any(s <= 0 for s in test_scales):
+            raise ValueError(f"model.roi.spp_test_scales must be positive factors, got {list(test_scales)}")
         self.in_feature, self.scale, self.levels = in_feature, 1.0 / stride, [int(l) for l in levels]
         self.num_bins = sum(l * l for l in self.levels)
         self.flat_dim = channels * self.num_bins
+        self.test_scales, self.canonical_size = [float(s) for s in test_scales], float(canonical_size)
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
-        feature = features[self.in_feature]
-        return torch.cat([roi_pool(feature, boxes, l, self.scale).flatten(1) for l in self.levels], dim=1)
+        if scale_key(self.in_feature, 0) in features:
+            return self._multi_scale(features, boxes)
+        return self._pool(features[self.in_feature], boxes)
+
+    def _pool(self, feature: Tensor, rois) -> Tensor:
+        return torch.cat([roi_pool(feature, rois, l, self.scale).flatten(1) for l in self.levels], dim=1)
+
+    def _multi_scale(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        """Each RoI pooled from the one scale where its side (sqrt of area) is closest to the canonical size."""
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        side = ((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])).clamp(min=0).sqrt()
+        scales = rois.new_tensor(self.test_scales)
+        best = (side[:, None] * scales[None, :] - self.canonical_size).abs().argmin(dim=1)
+        out = rois.new_zeros((len(rois), self.flat_dim))
+        for i, factor in enumerate(self.test_scales):
+            chosen = best == i
+            if chosen.any():
+                scaled = torch.cat([rois[chosen, :1], rois[chosen, 1:] * factor], 1)
+                out[chosen] = self._pool(features[scale_key(self.in_feature, i)], scaled)
+        return out
+
+
+def scale_key(name: str, index: int) -> str:
+    """Feature dict key of map ``name`` computed at the ``index``-th multi-scale test factor."""
+    return f"{name}@{index}"
 
 
 def build_pooler(cfg, in_spec: dict[str, FeatureSpec]) -> nn.Module:
@@ -66,5 +93,6 @@ def build_pooler(cfg, in_spec: dict[str, FeatureSpec]) -> nn.Module:
         if len(cfg.in_features) != 1:
             raise ValueError("model.roi.pooler 'spp' reads one feature map; set model.roi.in_features to one")
         name = cfg.in_features[0]
-        return SPPPooler(name, in_spec[name].stride, cfg.spp_levels, in_spec[name].channels)
+        return SPPPooler(name, in_spec[name].stride, cfg.spp_levels, in_spec[name].channels,
+                         cfg.spp_test_scales, cfg.spp_canonical_size)
     raise ValueError(f"model.roi.pooler must be 'roi_align', 'roi_pool' or 'spp', got '{cfg.pooler}'")

@@ -43,7 +43,11 @@ class RoIHeads(nn.Module):
         return self.box_predictor(self.box_head(pooled))
 
     def loss(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        rois, classes, targets = self.sample(proposals, batch)
+        rois, classes, targets, _ = self.sample(proposals, batch)
+        return self.box_loss(features, rois, classes, targets, batch)
+
+    def box_loss(self, features: dict[str, Tensor], rois: list[Tensor], classes: Tensor, targets: Tensor,
+                 batch: Batch) -> dict[str, Tensor]:
         logits, deltas = self(features, rois, batch)
         loss_cls = F.cross_entropy(logits, classes)
         positive = classes > 0
@@ -52,10 +56,11 @@ class RoIHeads(nn.Module):
         return {"loss_roi_cls": loss_cls, "loss_roi_box": loss_box / max(len(classes), 1)}
 
     @torch.no_grad()
-    def sample(self, proposals: list[Tensor], batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
+    def sample(self, proposals: list[Tensor], batch: Batch) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
         """Match proposals (plus ground truth) to boxes and draw a balanced set per image.
 
-        Returns RoIs per image, class targets (0 = background, k + 1 = label k) and box targets.
+        Returns RoIs per image, class targets (0 = background, k + 1 = label k), box targets, and
+        the matched ground truth of each RoI as an index into its image's non-crowd boxes.
         """
         keep = [~c for c in batch.iscrowd]
         gt_boxes = [b[k] for b, k in zip(batch.boxes, keep)]
@@ -74,19 +79,31 @@ class RoIHeads(nn.Module):
         classes = torch.where(labels > 0, gt_labels[rows, matched] + 1, 0)[sampled]
         rois = props[sampled]
         targets = self.box_coder.encode(gt[rows, matched][sampled], rois)
-        return list(rois.split(sampled.sum(1).tolist())), classes, targets
+        return list(rois.split(sampled.sum(1).tolist())), classes, targets, matched[sampled]
 
     @torch.no_grad()
     def predict(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> list[Instances]:
         logits, deltas = self(features, proposals, batch)
+        return self.to_instances(self.detections(logits, deltas, proposals, batch), batch)
+
+    def detections(self, logits: Tensor, deltas: Tensor, proposals: list[Tensor],
+                   batch: Batch) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per-image (boxes, scores, labels) in the transformed image's pixels."""
         counts = [len(p) for p in proposals]
         image_idx = torch.repeat_interleave(torch.arange(len(counts), device=logits.device), torch.tensor(counts, device=logits.device))
         boxes = self.box_coder.decode(deltas, torch.cat(proposals))  # [R, K+1, 4]
         boxes = clip_to_image_sizes(boxes, image_idx, batch.image_sizes)[:, 1:]
         scores = F.softmax(logits, -1)[:, 1:]
-        return self._select_detections(boxes, scores, image_idx, batch)
+        return self.select_detections(boxes, scores, image_idx, len(batch))
 
-    def _select_detections(self, boxes: Tensor, scores: Tensor, image_idx: Tensor, batch: Batch) -> list[Instances]:
+    @staticmethod
+    def to_instances(detections: list[tuple[Tensor, Tensor, Tensor]], batch: Batch) -> list[Instances]:
+        """Per-image (boxes, scores, labels) in the transformed image -> Instances in the original one."""
+        return [Instances(scale_boxes(boxes, batch.image_sizes[i], batch.orig_sizes[i]), scores, labels)
+                for i, (boxes, scores, labels) in enumerate(detections)]
+
+    def select_detections(self, boxes: Tensor, scores: Tensor, image_idx: Tensor,
+                          num_images: int) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Threshold, drop degenerate boxes, per-class NMS and top-k, each in one op for all images."""
         num_rois, num_classes = scores.shape
         labels = torch.arange(num_classes, device=scores.device).expand(num_rois, -1).reshape(-1)
@@ -96,10 +113,5 @@ class RoIHeads(nn.Module):
         keep = torch.where((scores > self.score_thresh) & (wh >= 1e-2).all(dim=1))[0]
         groups = image_idx[keep] * num_classes + labels[keep]
         keep = keep[batched_nms(boxes[keep], scores[keep], groups, self.cfg.nms_thresh)]
-        top, counts = top_k_per_image(image_idx[keep], len(batch), self.cfg.detections_per_image)
-        keep = keep[top]
-        results = []
-        for i, idx in enumerate(keep.split(counts)):
-            out_boxes = scale_boxes(boxes[idx], batch.image_sizes[i], batch.orig_sizes[i])
-            results.append(Instances(out_boxes, scores[idx], labels[idx]))
-        return results
+        top, counts = top_k_per_image(image_idx[keep], num_images, self.cfg.detections_per_image)
+        return [(boxes[idx], scores[idx], labels[idx]) for idx in keep[top].split(counts)]

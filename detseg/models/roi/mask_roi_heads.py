@@ -1,0 +1,86 @@
+"""Mask R-CNN's RoI heads: the box heads plus a mask branch on the positive RoIs (training) or on the
+final detections (inference). Masks leave as bool [N, H, W] in the original image's pixels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.roi.mask_head import MaskHead
+from detseg.models.roi.mask_paste import paste_masks
+from detseg.models.roi.roi_heads import RoIHeads
+from detseg.structures import Batch, Instances
+
+
+class MaskRoIHeads(RoIHeads):
+    def __init__(self, cfg, mask_cfg, in_spec: dict[str, FeatureSpec], num_classes: int):
+        super().__init__(cfg, in_spec, num_classes)
+        in_features = list(mask_cfg.in_features or cfg.in_features)
+        channels = {in_spec[k].channels for k in in_features}
+        if len(channels) != 1:
+            raise ValueError(f"model.mask.in_features {in_features} have different channel counts {channels}")
+        self.mask_pooler = MultiScaleRoIAlign(in_features, mask_cfg.pooler_resolution, mask_cfg.sampling_ratio)
+        self.mask_head = MaskHead(channels.pop(), list(mask_cfg.conv_dims), num_classes)
+        self.mask_size = 2 * mask_cfg.pooler_resolution
+        self.mask_threshold = mask_cfg.threshold
+
+    def loss(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> dict[str, Tensor]:
+        rois, classes, targets, matched = self.sample(proposals, batch)
+        losses = self.box_loss(features, rois, classes, targets, batch)
+        losses["loss_mask"] = self.mask_loss(features, rois, classes, matched, batch)
+        return losses
+
+    def mask_loss(self, features: dict[str, Tensor], rois: list[Tensor], classes: Tensor, matched: Tensor,
+                  batch: Batch) -> Tensor:
+        """Per-pixel binary cross-entropy on the ground-truth class's mask of each positive RoI."""
+        if batch.masks is None:
+            raise ValueError("Mask R-CNN trains on instance masks: the batch has none (build the dataset "
+                             "with with_masks=True; tools/train.py does for model.arch mask_rcnn)")
+        image_idx = torch.cat([torch.full((len(r),), i, device=classes.device) for i, r in enumerate(rois)])
+        positive = classes > 0
+        pos_rois = torch.cat(rois)[positive]
+        pos_images = image_idx[positive]
+        if len(pos_rois) == 0:  # keeps every mask parameter in the graph (DDP), with zero gradient
+            return sum(p.sum() for p in self.mask_head.parameters()) * 0.0
+        per_image = [pos_rois[pos_images == i] for i in range(len(rois))]
+        logits = self.mask_head(self.mask_pooler(features, per_image, batch.image_sizes))
+        logits = logits[torch.arange(len(logits), device=logits.device), classes[positive]]
+        # RoIs come image-major from sample(), the order mask_pooler returns them in
+        mask_targets = self.mask_targets(pos_rois, pos_images, matched[positive], batch)
+        return F.binary_cross_entropy_with_logits(logits, mask_targets)
+
+    def mask_targets(self, rois: Tensor, image_idx: Tensor, matched: Tensor, batch: Batch) -> Tensor:
+        """Each RoI's matched ground-truth mask, cut out by the RoI and resized to M x M (soft, in [0, 1]).
+        Crowd regions are never matched, so they never become mask targets."""
+        gt_masks = torch.cat([m[~c] for m, c in zip(batch.masks, batch.iscrowd)])
+        offsets = torch.tensor([0, *[int((~c).sum()) for c in batch.iscrowd]], device=rois.device).cumsum(0)
+        which = (offsets[image_idx] + matched).to(rois.dtype)
+        boxes = torch.cat([which[:, None], rois], dim=1)
+        size = (self.mask_size, self.mask_size)
+        # aligned=True: pixel i covers [i, i + 1), so a RoI equal to a box mask's box gives all ones
+        # (torchvision's aligned=False shifts by half a pixel and blurs the mask's far edges)
+        gt = gt_masks[:, None].to(rois.dtype)
+        return roi_align(gt, boxes, size, spatial_scale=1.0, sampling_ratio=0, aligned=True)[:, 0]
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> list[Instances]:
+        logits, deltas = self(features, proposals, batch)
+        detections = self.detections(logits, deltas, proposals, batch)
+        instances = self.to_instances(detections, batch)
+        probs = self.mask_probabilities(features, detections, batch)
+        for i, (inst, image_probs) in enumerate(zip(instances, probs)):
+            inst.masks = paste_masks(image_probs, inst.boxes, batch.orig_sizes[i], self.mask_threshold)
+        return instances
+
+    def mask_probabilities(self, features: dict[str, Tensor], detections, batch: Batch) -> list[Tensor]:
+        """Sigmoid of each detection's own-class mask logits, [N_i, M, M] per image."""
+        boxes = [d[0] for d in detections]
+        labels = torch.cat([d[2] for d in detections])
+        if len(labels) == 0:
+            empty = boxes[0].new_zeros((0, self.mask_size, self.mask_size))
+            return [empty for _ in detections]
+        logits = self.mask_head(self.mask_pooler(features, boxes, batch.image_sizes))
+        probs = logits[torch.arange(len(labels), device=labels.device), labels + 1].sigmoid()
+        return list(probs.split([len(b) for b in boxes]))

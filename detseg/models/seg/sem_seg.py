@@ -1,0 +1,39 @@
+"""What every semantic head shares: the per-pixel loss and the per-image label maps.
+
+Logits cover the padded input (``[B, C, Hp, Wp]``, C = num_classes + 1, channel 0 = background).
+Targets are ``batch.sem_seg`` (int64 [B, H, W], 0 = background, c + 1 = class c, 255 = ignore),
+padded with 255 by collate; H, W <= Hp, Wp.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from detseg.structures import Batch
+
+IGNORE_INDEX = 255
+
+
+def semantic_loss(logits: Tensor, batch: Batch, name: str, weight: float = 1.0) -> dict[str, Tensor]:
+    """``{"loss_<name>_ce": weight * mean cross-entropy over the labelled pixels}``."""
+    if batch.sem_seg is None:
+        raise ValueError("a semantic model needs sem_seg targets: set data.task=semantic")
+    target = batch.sem_seg
+    logits = logits[..., : target.shape[-2], : target.shape[-1]]  # drop the divisibility padding
+    # the mean over labelled pixels, written as sum / count so an all-ignore batch gives 0, not nan,
+    # without a host sync to test for it
+    total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    loss = total / (target != IGNORE_INDEX).sum().clamp(min=1)
+    return {f"loss_{name}_ce": weight * loss}
+
+
+def semantic_predict(logits: Tensor, batch: Batch) -> list[Tensor]:
+    """Per image: int64 [h, w] label map at the image's original size (padding cropped first)."""
+    maps = []
+    for image_logits, (h, w), orig in zip(logits, batch.image_sizes, batch.orig_sizes):
+        image_logits = image_logits[None, :, :h, :w]
+        if (h, w) != tuple(orig):
+            # logits, not labels, are interpolated so class borders fall between pixels smoothly
+            image_logits = F.interpolate(image_logits, size=tuple(orig), mode="bilinear", align_corners=False)
+        maps.append(image_logits[0].argmax(0))
+    return maps
