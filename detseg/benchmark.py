@@ -30,7 +30,17 @@ def synthetic_images(num: int, size: int, seed: int = 0, with_masks: bool = Fals
         targets.append({"boxes": torch.cat([xy, (xy + wh).clamp(max=size)], 1), "labels": torch.randint(1, 6, (n,), generator=g)})
         if with_masks:
             targets[-1]["masks"] = box_masks(targets[-1]["boxes"], size)
+        targets[-1]["sem_seg"] = semantic_map(targets[-1], size)
     return images, targets
+
+
+def semantic_map(target: dict, size: int) -> torch.Tensor:
+    """int64 [size, size]: each box's interior painted with its label (1..5; 0 = background), later on top."""
+    labels = target["labels"][:, None, None]
+    painted = box_masks(target["boxes"], size).bool()
+    layers = torch.where(painted, labels, torch.zeros_like(labels))
+    order = torch.arange(1, len(labels) + 1)[:, None, None] * painted  # the last box covering a pixel wins
+    return layers.gather(0, order.argmax(0, keepdim=True))[0] if len(labels) else torch.zeros(size, size, dtype=torch.int64)
 
 
 def box_masks(boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -47,6 +57,7 @@ def to_batch(images: list[torch.Tensor], targets: list[dict]) -> Batch:
         boxes=[t["boxes"] for t in targets], labels=[t["labels"] - 1 for t in targets],
         iscrowd=[torch.zeros(len(t["boxes"]), dtype=torch.bool) for t in targets],
         masks=[t["masks"] for t in targets] if "masks" in targets[0] else None,
+        sem_seg=torch.stack([t["sem_seg"] for t in targets]),
     )
 
 
@@ -87,6 +98,26 @@ def measure_detseg(model, images, targets, batch_size: int, iters: int) -> Throu
         lambda i: model(singles[i], mode="predict"),
         model.parameters(), batch_size, len(singles), iters, set_mode=model.train,
     )
+
+
+def measure_torchvision_segmentation(model, images, targets, batch_size: int, iters: int) -> Throughput:
+    """torchvision's FCN: normalised float batches in, {"out", "aux"} logits out; its training loss is
+    cross-entropy on "out" plus 0.5 x on "aux" (its reference script)."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    floats = [((img.float() / 255)[None] - mean) / std for img in images]
+    batch = torch.cat(floats[:batch_size])
+    labels = torch.stack([t["sem_seg"] for t in targets[:batch_size]])
+
+    def train_loss():
+        out = model(batch)
+        loss = torch.nn.functional.cross_entropy(out["out"], labels, ignore_index=255)
+        if "aux" in out:
+            loss = loss + 0.5 * torch.nn.functional.cross_entropy(out["aux"], labels, ignore_index=255)
+        return loss
+
+    return measure(train_loss, lambda i: model(floats[i])["out"].argmax(1), model.parameters(), batch_size,
+                   len(floats), iters, set_mode=model.train)
 
 
 def measure_torchvision(model, images, targets, batch_size: int, iters: int) -> Throughput:

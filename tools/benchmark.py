@@ -20,7 +20,7 @@ from _common import config_parser, load, run_main
 
 from detseg.config import load_config
 
-from detseg.benchmark import measure_detseg, measure_torchvision, synthetic_images
+from detseg.benchmark import measure_detseg, measure_torchvision, measure_torchvision_segmentation, synthetic_images
 from detseg.models.build import build_model, trains_on_masks
 from detseg.models.torchvision_twin import torchvision_twin
 
@@ -55,7 +55,8 @@ def main() -> int:
     results["detseg"] = vars(measure_detseg(model, images, targets, args.batch_size, args.iters))
     twin = torchvision_twin(cfg.model, num_classes, args.size)
     if twin is not None:
-        results["torchvision"] = vars(measure_torchvision(twin, images, targets, args.batch_size, args.iters))
+        measure_twin = measure_torchvision_segmentation if cfg.model.arch == "fcn" else measure_torchvision
+        results["torchvision"] = vars(measure_twin(twin, images, targets, args.batch_size, args.iters))
         results["ratio"] = {k: results["detseg"][k] / results["torchvision"][k] for k in ("train_ips", "infer_ips")}
     if args.baseline:
         base = load_config(args.baseline, ["model.backbone.weights=null"])
@@ -101,8 +102,8 @@ def run_lineage_benchmark(args) -> int:
 
 
 def _check_timeable(cfg) -> None:
-    if cfg.model.arch not in ("faster_rcnn", "mask_rcnn", "yolo", "ssd"):
-        raise ValueError(f"tools/benchmark.py times faster_rcnn, mask_rcnn, yolo and ssd configs; model.arch "
+    if cfg.model.arch not in ("faster_rcnn", "mask_rcnn", "yolo", "ssd", "fcn"):
+        raise ValueError(f"tools/benchmark.py times faster_rcnn, mask_rcnn, yolo, ssd and fcn configs; model.arch "
                          f"'{cfg.model.arch}' reads precomputed proposals, which synthetic inputs do not have yet")
 
 

@@ -14,6 +14,8 @@ def torchvision_twin(model_cfg, num_classes: int, size: int):
 
     if model_cfg.arch == "ssd":
         return _ssd_twin(model_cfg, num_classes)
+    if model_cfg.arch == "fcn":
+        return _fcn_twin(model_cfg, num_classes)
     bb = model_cfg.backbone
     if model_cfg.arch not in ("faster_rcnn", "mask_rcnn") or not bb.name.startswith("resnet") or bb.width != 1.0:
         return None
@@ -56,3 +58,14 @@ def _ssd_twin(model_cfg, num_classes: int):
     if name is None:
         return None
     return getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+
+
+def _fcn_twin(model_cfg, num_classes: int):
+    """torchvision's fcn_resnet50 for the "torchvision" FCN variant on a dilated ResNet-50."""
+    from torchvision.models.segmentation import fcn_resnet50
+
+    bb = model_cfg.backbone
+    if model_cfg.fcn.variant != "torchvision" or bb.name != "resnet50" or bb.width != 1.0:
+        return None
+    return fcn_resnet50(weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                        aux_loss=model_cfg.fcn.aux_loss)

@@ -61,3 +61,25 @@ def test_mask_rcnn_twin_is_the_same_model_in_torchvision():
     assert type(twin).__name__ == "MaskRCNN"
     count = sum(p.numel() for p in build_model(cfg.model).parameters())
     assert sum(p.numel() for p in twin.parameters()) == count == 44_401_393
+
+
+def test_fcn_twin_and_synthetic_semantic_targets():
+    import torch
+
+    from detseg.benchmark import synthetic_images, to_batch
+    from detseg.config import load_config
+    from detseg.models.build import build_model
+    from detseg.models.torchvision_twin import torchvision_twin
+
+    cfg = load_config(ROOT / "configs/fcn/coco_r50.yaml", ["model.backbone.weights=null"])
+    twin = torchvision_twin(cfg.model, 20, 320)
+    count = sum(p.numel() for p in build_model(cfg.model).parameters())
+    assert sum(p.numel() for p in twin.parameters()) == count == 35_322_218
+    images, targets = synthetic_images(3, 64)
+    batch = to_batch(images, targets)
+    assert batch.sem_seg.shape == (3, 64, 64)
+    for sem, target in zip(batch.sem_seg, targets):
+        x1, y1, x2, y2 = target["boxes"][-1].tolist()  # the last box is painted on top
+        inside = sem[int(y1) + 1:int(y2) - 1, int(x1) + 1:int(x2) - 1]
+        assert torch.all(inside == target["labels"][-1])
+        assert set(sem.unique().tolist()) <= {0, *target["labels"].tolist()}
