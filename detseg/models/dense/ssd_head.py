@@ -13,6 +13,7 @@ from detseg.models.dense.ssd_loss import ssd_losses
 from detseg.models.dense.targets import padded_targets
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.postprocess import clip_to_image_sizes
+from detseg.models.necks.ssd_extra import init_ssd_convs
 from detseg.structures import Batch, Instances
 
 
@@ -37,7 +38,7 @@ class SSDHead(nn.Module):
         make = _PREDICTORS[cfg.head]
         self.cls_convs = nn.ModuleList(make(c, a * (num_classes + 1)) for c, a in zip(channels, boxes))
         self.box_convs = nn.ModuleList(make(c, a * 4) for c, a in zip(channels, boxes))
-        _init_weights(self, cfg.head)
+        init_ssd_convs(self, plain=cfg.head == "conv")
         self.box_coder = BoxCoder(cfg.bbox_reg_weights)
         self.score_thresh = cfg.score_thresh
 
@@ -88,15 +89,3 @@ def lite_predictor(in_channels: int, out_channels: int) -> nn.Module:
 
 
 _PREDICTORS = {"conv": conv_predictor, "lite": lite_predictor}
-
-
-def _init_weights(module: nn.Module, style: str) -> None:
-    """Xavier for the plain head (Caffe SSD), N(0, 0.03) for SSDlite (torchvision's recipe)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            if style == "conv":
-                nn.init.xavier_uniform_(layer.weight)
-            else:
-                nn.init.normal_(layer.weight, std=0.03)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)

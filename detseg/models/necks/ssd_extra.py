@@ -76,7 +76,7 @@ class SSDExtraLayers(nn.Module):
             channels, stride = out_channels, stride * 2
             self._spec[f"s{stride}"] = FeatureSpec(channels, stride)
         self.extras = nn.ModuleList(blocks)
-        _init_weights(self.extras, cfg.extra_style)
+        init_ssd_convs(self.extras, plain=cfg.extra_style == "vgg")
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)
@@ -93,11 +93,11 @@ class SSDExtraLayers(nn.Module):
         return out
 
 
-def _init_weights(module: nn.Module, style: str) -> None:
-    """Xavier for the VGG layers (Caffe SSD), N(0, 0.03) for SSDlite (torchvision's recipe)."""
+def init_ssd_convs(module: nn.Module, plain: bool) -> None:
+    """Xavier for plain SSD layers (Caffe SSD), N(0, 0.03) for SSDlite's (torchvision's recipe); zero bias."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
-            if style == "vgg":
+            if plain:
                 nn.init.xavier_uniform_(layer.weight)
             else:
                 nn.init.normal_(layer.weight, std=0.03)
