@@ -34,7 +34,7 @@ demo: install dataset
 	$(PY) tools/train.py $(DEMO_CONFIG) --output-dir $(DEMO_OUT)
 	$(PY) tools/eval.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt --output-dir $(DEMO_OUT)/eval
 	$(PY) tools/infer.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt \
-		--input $(DATA)/val --limit 16 --output-dir $(DEMO_OUT)/predictions
+		--input $(DATA)/val --limit 16 --output-dir $(DEMO_OUT)/predictions --overwrite
 	@echo "demo done: metrics in $(DEMO_OUT)/eval/metrics.json, pictures in $(DEMO_OUT)/predictions"
 
 test: install
