@@ -211,18 +211,25 @@ def _check_segmentation(seg, hw: tuple[int, int], report: Report, where: str) ->
 
 
 # ---------------------------------------------------------------------- VOC and config
-def check_voc(root: str | Path, split: str, classes: list[str] | None = None, decode: bool = False) -> Report:
-    """VOC: the dataset's own parsing (bad xml, boxes, classes) plus the image header checks."""
+def _parse_skipping(make_dataset, title: str):
+    """Build a dataset under on_bad_sample=skip, its own warnings silenced, and report what it skipped."""
     import warnings
-
-    from detseg.data.datasets.voc import VOCDetection
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its one-line summary is replaced by this report
-        dataset = VOCDetection(root, split, classes, on_bad_sample="skip")
-    report = Report(f"{root} ({split})")
+        dataset = make_dataset()
+    report = Report(title)
     for kind, count in dataset.skipped.items():
         report.add(kind, f"{count} item(s); run with on_bad_sample=error on the dataset for details")
+    return dataset, report
+
+
+def check_voc(root: str | Path, split: str, classes: list[str] | None = None, decode: bool = False) -> Report:
+    """VOC: the dataset's own parsing (bad xml, boxes, classes) plus the image header checks."""
+    from detseg.data.datasets.voc import VOCDetection
+
+    dataset, report = _parse_skipping(lambda: VOCDetection(root, split, classes, on_bad_sample="skip"),
+                                      f"{root} ({split})")
     for record in dataset._records:
         report.num_images += 1
         report.num_annotations += len(record.objects)
@@ -235,16 +242,10 @@ def check_voc(root: str | Path, split: str, classes: list[str] | None = None, de
 
 def check_voc_semantic(root: str | Path, split: str, classes: list[str] | None, decode: bool = False) -> Report:
     """VOC semantic: every listed id has its JPEG and label PNG, both readable, of the same size."""
-    import warnings
-
     from detseg.data.datasets.voc_seg import VOCSegmentation
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # its one-line summary is replaced by this report
-        dataset = VOCSegmentation(root, split, classes, on_bad_sample="skip")
-    report = Report(f"{root} (Segmentation/{split})")
-    for kind, count in dataset.skipped.items():
-        report.add(kind, f"{count} item(s); run with on_bad_sample=error on the dataset for details")
+    dataset, report = _parse_skipping(lambda: VOCSegmentation(root, split, classes, on_bad_sample="skip"),
+                                      f"{root} (Segmentation/{split})")
     for record in dataset._records:
         report.num_images += 1
         check_image_file(record.image, record.hw, report, record.voc_id, decode)

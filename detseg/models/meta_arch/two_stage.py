@@ -24,7 +24,11 @@ class TwoStageDetector(Detector):
         self.has_masks = getattr(roi_heads, "mask_head", None) is not None
 
     def features(self, batch: Batch) -> dict[str, Tensor]:
-        features = self.backbone(self.preprocess(batch))
+        return self.features_of(self.preprocess(batch))
+
+    def features_of(self, images: Tensor) -> dict[str, Tensor]:
+        """Backbone (+ neck) on normalised, padded images."""
+        features = self.backbone(images)
         return self.neck(features) if self.neck is not None else features
 
     def forward_loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -46,8 +50,7 @@ class TwoStageDetector(Detector):
         for i, factor in enumerate(scales):
             resized = images if factor == 1 else F.interpolate(images, scale_factor=factor, mode="bilinear",
                                                                  align_corners=False)
-            features = self.backbone(resized)
-            features = self.neck(features) if self.neck is not None else features
+            features = self.features_of(resized)
             merged.update({scale_key(name, i): value for name, value in features.items()})
         return merged
 
