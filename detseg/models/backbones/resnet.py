@@ -13,6 +13,7 @@ from detseg.models.backbones.base import (
     norm_layer_factory,
     resolve_weights,
 )
+from detseg.models.backbones.folded_norm import conv_norm, fold_norms_at_call
 
 _DEPTHS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -48,6 +49,7 @@ class ResNetBackbone(Backbone):
             if weights is not None:
                 raise ValueError("model.backbone.weights needs width 1.0 (torchvision has no scaled ResNets)")
             net = _scaled_resnet(block, layers, width, norm_layer, dilation)
+        fold_norms_at_call(net)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         strides = _real_strides(dilation)
@@ -62,7 +64,7 @@ class ResNetBackbone(Backbone):
         return dict(self._spec)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        x = self.maxpool(self.relu(conv_norm(images, self.conv1, self.bn1)))
         s4 = self.layer1(x)
         s8 = self.layer2(s4)
         s16 = self.layer3(s8)

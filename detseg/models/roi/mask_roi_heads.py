@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import roi_align
 
 from detseg.models.backbones.base import FeatureSpec
 from detseg.models.roi.mask_head import MaskHead
 from detseg.models.roi.mask_paste import paste_masks
+from detseg.models.roi.poolers import RoIAlignPooler
 from detseg.models.roi.roi_heads import RoIHeads
 from detseg.structures import Batch, Instances
 
@@ -21,7 +22,8 @@ class MaskRoIHeads(RoIHeads):
         channels = {in_spec[k].channels for k in in_features}
         if len(channels) != 1:
             raise ValueError(f"model.mask.in_features {in_features} have different channel counts {channels}")
-        self.mask_pooler = MultiScaleRoIAlign(in_features, mask_cfg.pooler_resolution, mask_cfg.sampling_ratio)
+        strides = [in_spec[k].stride for k in in_features]
+        self.mask_pooler = RoIAlignPooler(in_features, strides, mask_cfg.pooler_resolution, mask_cfg.sampling_ratio)
         self.mask_head = MaskHead(channels.pop(), list(mask_cfg.conv_dims), num_classes)
         self.mask_size = 2 * mask_cfg.pooler_resolution
         self.mask_threshold = mask_cfg.threshold

@@ -4,22 +4,48 @@ The box head never knows which one it got; each is a thin adapter over torchvisi
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
+from torchvision.ops.poolers import LevelMapper
 
 from detseg.models.backbones.base import FeatureSpec
+from detseg.models.roi.threaded_roi_align import threaded_roi_align
 
 
 class RoIAlignPooler(nn.Module):
-    """RoIAlign on one map, or FPN's level assignment (k0 = 4, canonical 224) over several."""
+    """RoIAlign on one map, or FPN's level assignment (k0 = 4, canonical 224) over several.
 
-    def __init__(self, in_features: list[str], resolution: int, sampling_ratio: int):
+    torchvision's rules (its MultiScaleRoIAlign and LevelMapper); on the CPU each level's RoIAlign runs
+    threaded (threaded_roi_align), elsewhere and when traced for export torchvision's module runs as is.
+    """
+
+    def __init__(self, in_features: list[str], strides: list[int], resolution: int, sampling_ratio: int):
         super().__init__()
         self.op = MultiScaleRoIAlign(in_features, resolution, sampling_ratio)
+        self.in_features, self.resolution, self.sampling_ratio = list(in_features), resolution, sampling_ratio
+        self.scales = [1.0 / s for s in strides]
+        levels = [round(math.log2(s)) for s in strides]
+        self.mapper = LevelMapper(levels[0], levels[-1])
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
-        return self.op(features, boxes, image_sizes)
+        maps = [features[k] for k in self.in_features]
+        if maps[0].device.type != "cpu" or torch.jit.is_tracing():
+            return self.op(features, boxes, image_sizes)
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        if len(maps) == 1:
+            return self._align(maps[0], rois, self.scales[0])
+        levels = self.mapper(boxes)
+        result = maps[0].new_zeros((len(rois), maps[0].shape[1], self.resolution, self.resolution))
+        for level, (feature, scale) in enumerate(zip(maps, self.scales)):
+            chosen = torch.where(levels == level)[0]
+            result[chosen] = self._align(feature, rois[chosen], scale).to(result.dtype)
+        return result
+
+    def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
+        return threaded_roi_align(feature, rois, self.resolution, scale, self.sampling_ratio)
 
 
 class RoIPoolPooler(nn.Module):
@@ -83,7 +109,8 @@ def scale_key(name: str, index: int) -> str:
 def build_pooler(cfg, in_spec: dict[str, FeatureSpec]) -> nn.Module:
     """cfg: ``model.roi``."""
     if cfg.pooler == "roi_align":
-        return RoIAlignPooler(list(cfg.in_features), cfg.pooler_resolution, cfg.sampling_ratio)
+        strides = [in_spec[k].stride for k in cfg.in_features]
+        return RoIAlignPooler(list(cfg.in_features), strides, cfg.pooler_resolution, cfg.sampling_ratio)
     if cfg.pooler == "roi_pool":
         if len(cfg.in_features) != 1:
             raise ValueError("model.roi.pooler 'roi_pool' reads one feature map; set model.roi.in_features to one")

@@ -1,0 +1,59 @@
+"""The threaded CPU RoIAlign and the multi-level pooler equal torchvision's ops (forward and gradients)."""
+import pytest
+import torch
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+
+from detseg.models.roi import threaded_roi_align as tra
+from detseg.models.roi.poolers import RoIAlignPooler
+
+
+def random_rois(num: int, num_images: int, size: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(num, 2, generator=g) * size * 0.7
+    wh = torch.rand(num, 2, generator=g) * size * 0.5 + 2
+    index = torch.randint(0, num_images, (num, 1), generator=g).float()
+    return torch.cat([index, xy, xy + wh], 1)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_forward_is_bit_identical_and_gradient_matches(two_threads):
+    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
+    rois = random_rois(300, 2, 80)
+    assert tra._num_chunks(feats, rois) == 2  # the threaded path is the one under test
+    ours = tra.threaded_roi_align(feats, rois, 7, 0.25, 2)
+    ref = roi_align(feats, rois, 7, 0.25, 2)
+    assert torch.equal(ours, ref)
+    weights = torch.randn_like(ref)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feats)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), feats)
+    torch.testing.assert_close(grad_ours, grad_ref, atol=1e-5, rtol=1e-5)
+    assert grad_ref.abs().sum() > 0
+
+
+def test_few_rois_or_one_thread_use_torchvision_directly(two_threads):
+    feats = torch.randn(1, 4, 10, 10)
+    assert tra._num_chunks(feats, random_rois(10, 1, 40)) == 1
+    torch.set_num_threads(1)
+    assert tra._num_chunks(feats, random_rois(500, 1, 40)) == 1
+
+
+def test_multilevel_pooler_equals_multiscale_roialign(two_threads):
+    names, strides = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32]
+    size = 256
+    features = {n: torch.randn(2, 8, size // s, size // s) for n, s in zip(names, strides)}
+    g = torch.Generator().manual_seed(1)
+    boxes = []
+    for _ in range(2):  # small to large boxes so every level gets RoIs
+        xy = torch.rand(200, 2, generator=g) * size * 0.5
+        wh = torch.rand(200, 2, generator=g) ** 2 * size * 0.5 + 4
+        boxes.append(torch.cat([xy, xy + wh], 1))
+    ours = RoIAlignPooler(names, strides, 7, 2)(features, boxes, [(size, size)] * 2)
+    ref = MultiScaleRoIAlign(names, 7, 2)(features, boxes, [(size, size)] * 2)
+    assert torch.equal(ours, ref)
