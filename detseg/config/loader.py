@@ -132,6 +132,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return from_dict(tp, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         return _convert_union(typing.get_args(tp), value, key)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' expects a list, got {value!r}")

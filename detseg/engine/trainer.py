@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from detseg.config import Config, config_to_dict, dump_config
 from detseg.engine import distributed as du
+from detseg.engine import precision
 from detseg.engine.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, primary_metric
 from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
@@ -118,7 +119,7 @@ class Trainer:
         self.is_main = self.rank == 0
         seed_everything(self.cfg.train.seed + self.rank)  # ranks must not draw the same augmentations
         self.device = du.select_device(self.cfg.train.device)
-        self.model.to(self.device).train()
+        precision.prepare_model(self.model, self.cfg.train, self.device).train()
         self.optimizer = build_optimizer(self.model, self.cfg.solver)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.solver, self.max_iters)
         self.amp_dtype = self._amp_dtype()
@@ -136,12 +137,10 @@ class Trainer:
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
     def _amp_dtype(self) -> torch.dtype | None:
-        if not self.cfg.train.amp:
-            return None
-        if self.device.type != "cuda":
-            self._say("train.amp is ignored on CPU (mixed precision is CUDA only here)")
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = precision.amp_dtype(self.cfg.train.amp, self.device)
+        if dtype is not None:
+            self._say(f"mixed precision: autocast to {dtype} on {self.device.type}")
+        return dtype
 
     def _wrap_ddp(self) -> nn.Module:
         if self.world_size == 1:

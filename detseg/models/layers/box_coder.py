@@ -39,8 +39,11 @@ class BoxCoder:
 
     def decode(self, deltas: Tensor, references: Tensor) -> Tensor:
         """deltas [..., K*4] against references [..., 4] -> boxes [..., K, 4] (K classes or 1)."""
-        deltas = deltas.reshape(*deltas.shape[:-1], -1, 4)
-        references = references.to(deltas.dtype).unsqueeze(-2)
+        # the wider dtype: under autocast the deltas come out of a bf16/fp16 layer, and box coordinates
+        # in bf16 would be rounded to whole pixels and worse
+        dtype = torch.promote_types(deltas.dtype, references.dtype)
+        deltas = deltas.reshape(*deltas.shape[:-1], -1, 4).to(dtype)
+        references = references.to(dtype).unsqueeze(-2)
         wx, wy, ww, wh = self.weights
         ref_w = references[..., 2] - references[..., 0]
         ref_h = references[..., 3] - references[..., 1]

@@ -5,6 +5,7 @@ laid over the network input, not over each image.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from detseg.models.meta_arch.base import Detector
@@ -24,7 +25,9 @@ class OneStageDetector(Detector):
         features = self.backbone(images)
         if self.neck is not None:
             features = self.neck(features)
-        return self.head(features, tuple(images.shape[-2:]))
+        raw = self.head(features, tuple(images.shape[-2:]))
+        # full precision for losses and decoding when autocast ran the convolutions in half precision
+        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in raw.items()}
 
     def forward_loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.head.loss(self.raw_outputs(batch), batch)

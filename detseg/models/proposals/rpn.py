@@ -60,8 +60,10 @@ class RPN(nn.Module):
     def forward(self, features: dict[str, Tensor], batch: Batch, with_loss: bool):
         maps = [features[k] for k in self.in_features]
         outputs = [self.head(m) for m in maps]
-        logits = torch.cat([o[0] for o in outputs], dim=1)
-        deltas = torch.cat([o[1] for o in outputs], dim=1)
+        # float32 from here on (autocast computes the convolutions in half precision): ranking,
+        # decoding and the losses need the full mantissa
+        logits = torch.cat([o[0] for o in outputs], dim=1).float()
+        deltas = torch.cat([o[1] for o in outputs], dim=1).float()
         anchors_per_level = self.anchor_generator([m.shape[-2:] for m in maps], self.strides, logits.device)
         anchors = torch.cat(anchors_per_level)
         level_sizes = [len(a) for a in anchors_per_level]

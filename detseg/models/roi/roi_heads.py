@@ -40,7 +40,8 @@ class RoIHeads(nn.Module):
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
         """Raw class logits [R, K+1] and deltas [R, (K+1)*4] for the given RoIs."""
         pooled = self.pooler(features, proposals, batch.image_sizes)
-        return self.box_predictor(self.box_head(pooled))
+        logits, deltas = self.box_predictor(self.box_head(pooled))
+        return logits.float(), deltas.float()  # full precision for losses and decoding under autocast
 
     def loss(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         rois, classes, targets, _ = self.sample(proposals, batch)
