@@ -10,9 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from detseg.config import ConfigError, load_config  # noqa: E402
 
 
-def config_parser(description: str) -> argparse.ArgumentParser:
+def config_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
+    parser.add_argument("config", nargs=None if config_required else "?",
+                        help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.lr=0.01")
     return parser
 
