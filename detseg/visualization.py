@@ -24,19 +24,22 @@ def draw_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.45) -> np.
     return canvas.round().astype(np.uint8)
 
 
-def draw_instances(image: np.ndarray, instances: Instances, class_names: list[str]) -> np.ndarray:
-    """RGB uint8 [H, W, 3] -> a copy with masks (when predicted), then boxes, class names and scores drawn."""
+def draw_instances(image: np.ndarray, instances: Instances, class_names: list[str],
+                   captions: list[str] | None = None) -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> a copy with masks (when predicted), then boxes, class names and scores drawn.
+    ``captions`` replaces the "name score" texts (ground truth has no scores)."""
     canvas = np.ascontiguousarray(image.copy())
     if instances.masks is not None and len(instances):
         canvas = draw_masks(canvas, instances.masks.cpu().numpy().astype(bool))
     thickness = max(1, round(min(canvas.shape[:2]) / 300))
     font_scale = max(0.35, min(canvas.shape[:2]) / 900)
-    for box, score, label in zip(instances.boxes.tolist(), instances.scores.tolist(), instances.labels.tolist()):
+    rows = zip(instances.boxes.tolist(), instances.scores.tolist(), instances.labels.tolist())
+    for index, (box, score, label) in enumerate(rows):
         color = class_color(label)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         name = class_names[label] if label < len(class_names) else str(label)
-        text = f"{name} {score:.2f}"
+        text = captions[index] if captions is not None else f"{name} {score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         top = max(y1 - th - base, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + tw, top + th + base), color, -1)

@@ -5,7 +5,13 @@ Writes DIR/<image name>.jpg with boxes, class names and scores drawn (Mask R-CNN
 them, one colour per instance), and DIR/predictions.json (masks as COCO RLE).
 Semantic models (arch fcn) write DIR/<image name>.jpg with a semi-transparent class colour overlay
 and DIR/<image name>.png, the class map as a VOC palette PNG (0 = background, c + 1 = class c).
+Videos (.mp4 .avi .mov .mkv) give DIR/<name>.<same suffix>: every frame annotated, same frame count
+and fps; the frames per second of processing are printed. Folders are searched recursively and their
+files keep their sub-path: DIR/a/x.jpg and DIR/b/x.jpg for FOLDER/a/x.jpg and FOLDER/b/x.jpg.
+--save-txt also writes DIR/labels/<name>.txt (videos: <name>_<frame, from 0>.txt), one
+'class cx cy w h score' line per detection, box values normalised by the image width and height.
 A file that is not a readable image is reported and skipped; the others are still processed.
+--backend onnxruntime runs a model exported by tools/export.py: --checkpoint is then the .onnx file.
 """
 import json
 import sys
@@ -19,97 +25,137 @@ from tqdm import tqdm
 
 from detseg.data.datasets.base import read_rgb
 from detseg.data.errors import DatasetError
+from detseg.export.onnx_runtime import OnnxPredictor
+from detseg.media import InputFile, VideoSink, collect_inputs, read_frames, yolo_lines
 from detseg.predictor import Predictor
 from detseg.evaluation.coco import encode_masks
 from detseg.visualization import draw_instances, draw_semantic
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
-
-def collect_inputs(paths: list[str]) -> list[Path]:
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"--input {path} does not exist")
-    return files
-
-
-def output_path(out_dir: Path, source: Path, overwrite: bool) -> Path:
-    target = (out_dir / f"{source.stem}.jpg").resolve()
+def output_path(out_dir: Path, item: InputFile, suffix: str, overwrite: bool) -> Path:
+    target = (out_dir / f"{item.name}{suffix}").resolve()
     if not target.is_relative_to(out_dir.resolve()):
-        raise ValueError(f"{source}: output name would leave {out_dir}")
+        raise ValueError(f"{item.path}: output name would leave {out_dir}")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
 
 def main() -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                        help="onnxruntime: --checkpoint is an .onnx file written by tools/export.py")
+    parser.add_argument("--input", nargs="+", required=True,
+                        help="image / video files and/or folders (searched recursively)")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--score-threshold", type=float, default=0.5, help="draw and save detections above this")
-    parser.add_argument("--limit", type=int, default=None, help="process at most this many images")
+    parser.add_argument("--limit", type=int, default=None, help="process at most this many images / videos")
+    parser.add_argument("--save-txt", action="store_true",
+                        help="also write DIR/labels/<name>.txt: 'class cx cy w h score' lines, normalised")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --output-dir")
     args = parser.parse_intermixed_args()
     cfg = load(args)
-    predictor = Predictor(cfg, args.checkpoint)
+    backend = OnnxPredictor if args.backend == "onnxruntime" else Predictor
+    predictor = backend(cfg, args.checkpoint)
+    if args.save_txt and predictor.task == "semantic":
+        raise ValueError("--save-txt writes boxes; a semantic model (arch fcn) has none")
     out_dir = Path(args.output_dir)
     if (out_dir / "predictions.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out_dir / 'predictions.json'} exists; pass --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = collect_inputs(args.input)[: args.limit]
     records, failures, start = [], 0, time.perf_counter()
-    for path in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
+    for item in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
         try:
-            records.append(process_one(predictor, path, out_dir, args))
+            process = process_video if item.is_video else process_one
+            records.append(process(predictor, item, out_dir, args))
         except (DatasetError, FileExistsError, ValueError) as exc:
             failures += 1
-            print(f"skipped {path}: {exc}", file=sys.stderr)
+            print(f"skipped {item.path}: {exc}", file=sys.stderr)
     (out_dir / "predictions.json").write_text(json.dumps(records, indent=1))
     rate = len(files) / max(time.perf_counter() - start, 1e-9)
-    print(f"{len(records)} images written to {out_dir}, {failures} skipped ({rate:.1f} images/s)")
+    videos = sum("video" in r for r in records)  # their frames per second were printed per video
+    written = f"{len(records) - videos} images and {videos} videos" if videos else f"{len(records)} images"
+    print(f"{written} written to {out_dir}, {failures} skipped ({rate:.1f} {'files' if videos else 'images'}/s)")
     return 1 if failures and not records else 0
 
 
-def process_one(predictor: Predictor, path: Path, out_dir: Path, args) -> dict:
-    image = read_rgb(str(path))
+def process_one(predictor: Predictor, item: InputFile, out_dir: Path, args) -> dict:
+    image = read_rgb(str(item.path))
     if predictor.task == "semantic":
-        return process_semantic(predictor, image, path, out_dir, args)
+        return process_semantic(predictor, image, item, out_dir, args)
+    drawn, record, lines = detect(predictor, image, args)
+    cv2.imwrite(str(output_path(out_dir, item, ".jpg", args.overwrite)), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if args.save_txt:
+        write_txt(out_dir, item, "", lines, args.overwrite)
+    return {"file_name": str(item.path), **record}
+
+
+def process_video(predictor: Predictor, item: InputFile, out_dir: Path, args) -> dict:
+    """Every frame through the model and drawn into a video of the same size, frame count and fps."""
+    frames, fps, count = read_frames(item.path)
+    sink = VideoSink(output_path(out_dir, item, item.path.suffix.lower(), args.overwrite), fps)
+    records, start = [], time.perf_counter()
+    try:
+        for index, frame in enumerate(tqdm(frames, desc=item.path.name, total=count or None, leave=False,
+                                           mininterval=1.0 if sys.stderr.isatty() else 30.0)):
+            if predictor.task == "semantic":
+                labels = predictor(frame).numpy()
+                drawn, record = draw_semantic(frame, labels), {"pixels": class_pixels(predictor, labels)}
+            else:
+                drawn, record, lines = detect(predictor, frame, args)
+                if args.save_txt:
+                    write_txt(out_dir, item, f"_{index:06d}", lines, args.overwrite)
+            sink.write(drawn)
+            records.append({"frame": index, **record})
+    finally:
+        sink.close()
+    if not records:
+        raise ValueError("no frame could be decoded")
+    rate = len(records) / max(time.perf_counter() - start, 1e-9)
+    print(f"{item.path}: {len(records)} frames at {fps:g} fps -> {sink.path} ({rate:.1f} frames/s processed)")
+    return {"file_name": str(item.path), "video": str(sink.path), "fps": fps, "frames": records}
+
+
+def write_txt(out_dir: Path, item: InputFile, tag: str, lines: list[str], overwrite: bool) -> None:
+    labels = InputFile(item.path, item.name.with_name(item.name.name + tag))
+    target = output_path(out_dir / "labels", labels, ".txt", overwrite)
+    target.write_text("".join(f"{line}\n" for line in lines))
+
+
+def detect(predictor: Predictor, image: np.ndarray, args) -> tuple[np.ndarray, dict, list[str]]:
+    """(drawn RGB image, predictions.json record, --save-txt lines)."""
     instances = predictor(image)
     instances = instances[instances.scores >= args.score_threshold]
     drawn = draw_instances(image, instances, predictor.class_names)
-    cv2.imwrite(str(output_path(out_dir, path, args.overwrite)), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    return {
-        "file_name": str(path),
+    lines = yolo_lines(instances.boxes.numpy(), instances.scores.numpy(), instances.labels.numpy(), image.shape[:2])
+    return drawn, {
         "boxes": [[round(v, 2) for v in box] for box in instances.boxes.tolist()],
         "scores": [round(s, 4) for s in instances.scores.tolist()],
         "labels": instances.labels.tolist(),
         "class_names": [predictor.class_names[i] for i in instances.labels.tolist()],
         **({"masks": encode_masks(instances.masks)} if instances.masks is not None else {}),
-    }
+    }, lines
 
 
-def process_semantic(predictor: Predictor, image, path: Path, out_dir: Path, args) -> dict:
+def process_semantic(predictor: Predictor, image, item: InputFile, out_dir: Path, args) -> dict:
     from detseg.data.palette import write_label_png
 
     labels = predictor(image).numpy()
-    overlay = output_path(out_dir, path, args.overwrite)
+    overlay = output_path(out_dir, item, ".jpg", args.overwrite)
     png = overlay.with_suffix(".png")
     if png.exists() and not args.overwrite:
         raise FileExistsError(f"{png} exists; pass --overwrite to replace it")
     cv2.imwrite(str(overlay), cv2.cvtColor(draw_semantic(image, labels), cv2.COLOR_RGB2BGR))
     write_label_png(png, labels)
+    return {"file_name": str(item.path), "label_png": str(png), "pixels": class_pixels(predictor, labels)}
+
+
+def class_pixels(predictor: Predictor, labels: np.ndarray) -> dict[str, int]:
     values, counts = np.unique(labels, return_counts=True)
-    return {
-        "file_name": str(path),
-        "label_png": str(png),
-        "pixels": {predictor.class_names[v - 1]: int(n) for v, n in zip(values.tolist(), counts.tolist()) if v > 0},
-    }
+    return {predictor.class_names[v - 1]: int(n) for v, n in zip(values.tolist(), counts.tolist()) if v > 0}
 
 
 if __name__ == "__main__":

@@ -58,11 +58,15 @@ class SSDHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, raw: dict[str, Tensor], batch: Batch) -> list[Instances]:
-        boxes = self.box_coder.decode(raw["box_deltas"], raw["default_boxes"]).squeeze(-2)  # [B, N, 4]
-        boxes = clip_to_image_sizes(boxes, torch.arange(len(boxes), device=boxes.device), batch.image_sizes)
-        scores = F.softmax(raw["cls_logits"], dim=-1)[..., 1:]
+        boxes, scores = self.boxes_and_scores(raw, batch.image_sizes)
         return select_detections(boxes, scores, batch, self.score_thresh, self.cfg.nms_thresh,
                                  self.cfg.topk_candidates, self.cfg.detections_per_image)
+
+    def boxes_and_scores(self, raw: dict[str, Tensor], image_sizes) -> tuple[Tensor, Tensor]:
+        """Decoded boxes [B, N, 4] clipped to each image, class scores [B, N, K] (also the ONNX graph's)."""
+        boxes = self.box_coder.decode(raw["box_deltas"], raw["default_boxes"]).squeeze(-2)
+        boxes = clip_to_image_sizes(boxes, torch.arange(len(boxes), device=boxes.device), image_sizes)
+        return boxes, F.softmax(raw["cls_logits"], dim=-1)[..., 1:]
 
 
 def _flatten(outputs: list[Tensor], columns: int) -> Tensor:

@@ -53,14 +53,19 @@ class YOLOHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, raw: dict, batch: Batch) -> list[Instances]:
+        boxes, scores = self.boxes_and_scores(raw, batch.image_sizes)
+        return select_detections(boxes, scores, batch, self.score_thresh, self.cfg.nms_thresh,
+                                 scores.shape[1], self.cfg.detections_per_image)
+
+    def boxes_and_scores(self, raw: dict, image_sizes) -> tuple[Tensor, Tensor]:
+        """Boxes [B, S*S*B, 4] clipped to each image, class-specific confidences [B, S*S*B, K]."""
         grid = raw["grid"]
         num_images = len(grid)
         preds = grid[..., : self.boxes * 5].reshape(num_images, self.grid, self.grid, self.boxes, 5)
         boxes = cell_boxes(preds[..., :4], raw["input_hw"]).reshape(num_images, -1, 4)
-        boxes = clip_to_image_sizes(boxes, torch.arange(num_images, device=grid.device), batch.image_sizes)
+        boxes = clip_to_image_sizes(boxes, torch.arange(num_images, device=grid.device), image_sizes)
         confidence = preds[..., 4].clamp(0, 1)
         probs = grid[..., self.boxes * 5 :].clamp(0, 1)
         # class-specific confidence: Pr(class | object) x Pr(object) x IoU
         scores = (probs.unsqueeze(3) * confidence.unsqueeze(-1)).reshape(num_images, -1, self.num_classes)
-        return select_detections(boxes, scores, batch, self.score_thresh, self.cfg.nms_thresh,
-                                 scores.shape[1], self.cfg.detections_per_image)
+        return boxes, scores

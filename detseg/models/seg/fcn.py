@@ -136,7 +136,7 @@ def _upsample(channels: int, factor: int, learned: bool = True) -> nn.Module:
 
 def _fit(x: Tensor, hw) -> Tensor:
     """Crop (or zero-pad) to ``hw``: odd-sized maps from backbones without exact halving."""
-    h, w = int(hw[0]), int(hw[1])
+    h, w = hw[0], hw[1]  # no int(): an ONNX trace keeps sizes read from tensor shapes dynamic
     x = x[..., :h, :w]
     if x.shape[-2] < h or x.shape[-1] < w:
         x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
