@@ -1,8 +1,10 @@
 """Glue between config, data, model, engine and evaluation; tools/*.py are thin wrappers over it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,12 +15,17 @@ from detseg.config import Config, from_dict
 from detseg.data.build import build_test_loader
 from detseg.data.collate import collate
 from detseg.engine.checkpoint import load_checkpoint, load_model_weights
+from detseg.engine import precision
 from detseg.engine.distributed import get_rank, get_world_size, select_device
 from detseg.engine.sampler import InfiniteSampler
+from detseg.evaluation.classification import ClassificationEvaluator
 from detseg.evaluation.coco import CocoEvaluator
 from detseg.evaluation.sem_seg import SemSegEvaluator
+from detseg.evaluation.val_loss import ValidationLoss
 from detseg.evaluation.voc import VocEvaluator
 from detseg.models.build import build_model
+from detseg.reports.history import VAL_LOSS
+from detseg.reports.run import write_evaluation_files
 
 
 def num_classes_for(cfg: Config, dataset=None) -> int:
@@ -32,6 +39,9 @@ def num_classes_for(cfg: Config, dataset=None) -> int:
 
 def build_model_for(cfg: Config, dataset=None):
     """A model to train: classes from the config or the dataset, optional ``model.weights`` to start from."""
+    if (cfg.model.arch == "classifier") != (cfg.data.task == "classification"):
+        raise ValueError(f"model.arch 'classifier' goes with data.task 'classification' and only with it; "
+                         f"got arch '{cfg.model.arch}', task '{cfg.data.task}'")
     model = build_model(cfg.model, num_classes_for(cfg, dataset))
     if cfg.model.weights:
         load_model_weights(model, cfg.model.weights, strict=False)
@@ -46,10 +56,12 @@ def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[tor
         trained = from_dict(Config, stored, prefix="")
         cfg.model.num_classes = cfg.model.num_classes or trained.model.num_classes
         cfg.model.class_names = cfg.model.class_names or trained.model.class_names
-    model = build_model(cfg.model)
+    # the checkpoint holds every weight: the backbone's starting weights (a download, another run's
+    # file that may be gone by now) are not needed
+    model = build_model(replace(cfg.model, backbone=replace(cfg.model.backbone, weights=None)))
     model.load_state_dict(state["model"] if "model" in state else state)
     apply_test_overrides(model, cfg)
-    return model.to(device).eval(), cfg
+    return precision.prepare_model(model, cfg.train, device).eval(), cfg
 
 
 def train_loader_factory(cfg: Config, dataset):
@@ -71,25 +83,39 @@ def train_loader_factory(cfg: Config, dataset):
 
 
 @torch.no_grad()
-def run_inference(model, loader, device, progress: bool = True):
-    """Yields ``(batch, predictions)`` in dataset order, predictions on the CPU."""
+def run_inference(model, loader, device, progress: bool = True, val_loss: ValidationLoss | None = None,
+                  train_cfg=None):
+    """Yields ``(batch, predictions)`` in dataset order, predictions on the CPU. With ``val_loss`` the
+    model runs in "both" mode and each batch's losses are added to it (no second forward pass).
+    ``train_cfg``: the config's ``train`` section, whose ``amp`` setting the forward passes follow."""
     model.eval()
     interval = 0.1 if sys.stderr.isatty() else 10.0
     for batch in tqdm(loader, desc="inference", disable=not progress, leave=False, mininterval=interval):
-        predictions = model(batch.to(device), mode="predict")
+        with precision.autocast(train_cfg, device) if train_cfg is not None else contextlib.nullcontext():
+            if val_loss is None:
+                predictions = model(batch.to(device), mode="predict")
+            else:
+                losses, predictions = model(batch.to(device), mode="both")
+                val_loss.update(losses, len(batch))
         yield batch, [p.to("cpu") for p in predictions]
 
 
-def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None = None) -> dict:
-    """COCO bbox metrics (and VOC mAP for VOC-format data); writes predictions.json when asked.
+def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None = None,
+             with_loss: bool = False, write_predictions: bool = True) -> dict:
+    """COCO bbox metrics (and VOC mAP for VOC-format data). With ``output_dir``: metrics.json, the PR
+    curves and confusion matrix (detseg.reports.run) and, when ``write_predictions``, predictions.json.
+    ``with_loss`` adds a "val_loss" block (the batches must carry what the loss needs, e.g. masks).
     Semantic models (``model.task == "semantic"``) get mIoU & co. instead, see evaluate_semantic."""
     if getattr(model, "task", "detection") == "semantic":
-        return evaluate_semantic(model, dataset, cfg, device, output_dir)
+        return evaluate_semantic(model, dataset, cfg, device, output_dir, with_loss)
+    if getattr(model, "task", "detection") == "classification":
+        return evaluate_classification(model, dataset, cfg, device, output_dir, with_loss)
     loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
     iou_types = ("bbox", "segm") if getattr(model, "has_masks", False) else ("bbox",)
     coco_eval = CocoEvaluator(dataset.coco, dataset.category_ids, dataset.class_names, iou_types)
     voc_eval = VocEvaluator(dataset.class_names) if cfg.data.format == "voc" else None
-    for batch, predictions in run_inference(model, loader, device):
+    val_loss = ValidationLoss() if with_loss else None
+    for batch, predictions in run_inference(model, loader, device, val_loss=val_loss, train_cfg=cfg.train):
         coco_eval.process(batch.image_ids, predictions)
         if voc_eval is not None:
             gts = [dataset.get_annotation(i) for i in batch.image_ids]
@@ -97,25 +123,59 @@ def evaluate(model, dataset, cfg: Config, device, output_dir: str | Path | None 
     metrics = coco_eval.evaluate()
     if voc_eval is not None:
         metrics.update(voc_eval.evaluate())
+    _add_val_loss(metrics, val_loss)
     if output_dir is not None and get_rank() == 0:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        coco_eval.write_predictions(out / "predictions.json")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_evaluation_files(output_dir, metrics, coco_eval)
+        if write_predictions:
+            coco_eval.write_predictions(Path(output_dir) / "predictions.json")
     return metrics
 
 
-def evaluate_semantic(model, dataset, cfg: Config, device, output_dir: str | Path | None = None) -> dict:
-    """``{"sem_seg": {...}}`` (detseg.evaluation.sem_seg) against the stored, full-size label maps;
-    writes metrics.json when asked."""
+def _add_val_loss(metrics: dict, val_loss: ValidationLoss | None) -> None:
+    """Last in the dict, after the task blocks (a collective: every rank calls it)."""
+    losses = val_loss.result() if val_loss is not None else {}
+    if losses and metrics:  # metrics is {} on ranks other than 0
+        metrics[VAL_LOSS] = losses
+
+
+def evaluate_semantic(model, dataset, cfg: Config, device, output_dir: str | Path | None = None,
+                      with_loss: bool = False) -> dict:
+    """``{"sem_seg": {...}}`` (detseg.evaluation.sem_seg) against the stored, full-size label maps, and
+    "val_loss" with ``with_loss``; writes metrics.json when asked."""
     if not getattr(dataset, "with_sem_seg", False):
         raise ValueError("a semantic model is evaluated on semantic data: set data.task=semantic")
     loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
     evaluator = SemSegEvaluator(["background", *dataset.class_names])
-    for batch, predictions in run_inference(model, loader, device):
+    val_loss = ValidationLoss() if with_loss else None
+    for batch, predictions in run_inference(model, loader, device, val_loss=val_loss, train_cfg=cfg.train):
         evaluator.process(predictions, [dataset.original_sem_seg(i) for i in batch.image_ids])
     scores = evaluator.evaluate()  # a collective; {} on ranks other than 0
     metrics = {"sem_seg": scores} if scores else {}
+    _add_val_loss(metrics, val_loss)
+    if output_dir is not None and get_rank() == 0:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def evaluate_classification(model, dataset, cfg: Config, device, output_dir: str | Path | None = None,
+                            with_loss: bool = False) -> dict:
+    """``{"classification": {"top1", "top5", ...}}`` (detseg.evaluation.classification), and "val_loss"
+    with ``with_loss``; writes metrics.json when asked."""
+    if not hasattr(dataset, "label_of"):
+        raise ValueError("a classifier is evaluated on classification data: set data.task=classification")
+    trained = cfg.model.class_names
+    if trained and list(trained) != list(dataset.class_names):  # ImageFolder labels are sorted folder names
+        raise ValueError(f"the evaluation folders' classes {list(dataset.class_names)} differ from the "
+                         f"model's {list(trained)}")
+    loader = build_test_loader(dataset, cfg.test.batch_size, min(cfg.data.num_workers, 2))
+    evaluator = ClassificationEvaluator(model.fc.out_features)
+    val_loss = ValidationLoss() if with_loss else None
+    for batch, probabilities in run_inference(model, loader, device, val_loss=val_loss, train_cfg=cfg.train):
+        evaluator.process(probabilities, batch.class_labels)
+    scores = evaluator.evaluate()  # a collective; {} on ranks other than 0
+    metrics = {"classification": scores} if scores else {}
+    _add_val_loss(metrics, val_loss)
     if output_dir is not None and get_rank() == 0:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,14 +1,19 @@
 """Evaluate a checkpoint: python tools/eval.py CONFIG --checkpoint CKPT [--output-dir DIR] [key=value ...]
 
-Prints the metric table, writes DIR/metrics.json (percent) and DIR/predictions.json (COCO results);
-semantic models (arch fcn) write only metrics.json, with a "sem_seg" block (mIoU, fwIoU, mACC, pACC).
+Prints the metric table (per-class AP and AP50 included), writes DIR/metrics.json (percent),
+DIR/predictions.json (COCO results), PR curves and the confusion matrix (DIR/pr_curves.json,
+DIR/confusion_matrix.json, drawn in DIR/plots);
+semantic models (arch fcn) write only metrics.json, with a "sem_seg" block (mIoU, fwIoU, mACC, pACC);
+classifiers (arch classifier) likewise, with a "classification" block (top1, top5).
 """
 from _common import config_parser, load, run_main
 
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
+from detseg.engine.compile import compile_for_inference
 from detseg.evaluation.table import format_metrics_table
 from detseg.pipeline import device_for, evaluate, load_trained_model
+from detseg.reports.run import write_plots
 
 
 def main() -> int:
@@ -22,10 +27,15 @@ def main() -> int:
     device = device_for(cfg)
     # one loading path with tools/infer.py: the label space comes from the checkpoint's stored config
     model, cfg = load_trained_model(cfg, args.checkpoint, device)
+    if cfg.test.compile:
+        print(f"test.compile: compiling {', '.join(compile_for_inference(model))} (once per input shape)")
     output_dir = args.output_dir or f"{cfg.train.output_dir}/eval"
     metrics = evaluate(model, dataset, cfg, device, output_dir)
     print(format_metrics_table(metrics))
-    written = "metrics.json" if "sem_seg" in metrics else "metrics.json and predictions.json"
+    plots = write_plots(output_dir)  # PR curves and confusion matrix (detection)
+    if plots:
+        print(f"plots: {', '.join(p.name for p in plots)} in {plots[0].parent}")
+    written = "metrics.json" if {"sem_seg", "classification"} & set(metrics) else "metrics.json and predictions.json"
     print(f"wrote {written} to {output_dir}")
     return 0
 

@@ -8,6 +8,7 @@ from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
+from detseg.reports import write_label_statistics, write_plots_safely
 
 
 def main() -> int:
@@ -22,7 +23,9 @@ def main() -> int:
     if cfg.data.on_bad_sample == "error":
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))
-    val_set = build_dataset(cfg.data, "val", train=False) if (cfg.data.val.ann_file or cfg.data.val.root) else None
+    # a mask model's validation loss needs the masks
+    val_set = (build_dataset(cfg.data, "val", train=False, with_masks=trains_on_masks(cfg.model))
+               if (cfg.data.val.ann_file or cfg.data.val.root) else None)
     train_set = wrap_with_proposals(cfg, train_set, "train")  # precomputed proposals (fast_rcnn, sppnet, rcnn)
     val_set = wrap_with_proposals(cfg, val_set, "val") if val_set is not None else None
     # written into config.yaml and the checkpoints so eval/infer need no training data
@@ -32,11 +35,19 @@ def main() -> int:
         cfg.model.class_names = list(train_set.class_names)
     model = build_model_for(cfg, train_set)
     device = device_for(cfg)
-    evaluate_fn = (lambda m: evaluate(m, val_set, cfg, device)) if val_set is not None else None
+    run_dir = cfg.train.output_dir
+    if is_main_process():
+        write_label_statistics(run_dir, train_set)
+    # each evaluation also leaves metrics.json, PR curves and the confusion matrix in the run folder
+    evaluate_fn = ((lambda m: evaluate(m, val_set, cfg, device, run_dir, with_loss=True, write_predictions=False))
+                   if val_set is not None else None)
     trainer = Trainer(cfg, model, train_loader_factory(cfg, train_set), evaluate_fn, cfg.train.output_dir)
     metrics = trainer.train(resume=args.resume)
     if is_main_process():
         print(f"finished; checkpoints and logs in {cfg.train.output_dir}")
+        plots = write_plots_safely(run_dir)
+        if plots:
+            print(f"plots: {', '.join(p.name for p in plots)} in {plots[0].parent}")
         if metrics:
             from detseg.evaluation.table import format_metrics_table
 

@@ -6,12 +6,14 @@ suggestion, and so readers see the whole surface in one file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
 class BackboneConfig:
     name: str = "resnet50"
-    # None: random init; "DEFAULT"/"IMAGENET1K_V1"...: torchvision weight enum; a path: local state dict.
+    # None: random init; "DEFAULT"/"IMAGENET1K_V1"...: torchvision weight enum; a path: local state dict,
+    # or a detseg checkpoint (e.g. runs/<classifier>/last.pt) whose backbone.* tensors must all fit.
     weights: str | None = None
     # Stages before this index are frozen (0: nothing, 1: stem, 2: stem+res2, ...), as detectron2.
     freeze_at: int = 0
@@ -174,6 +176,13 @@ class SSDConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """Image classification (arch "classifier"): global average pool -> dropout -> linear."""
+    in_feature: str | None = None  # the backbone map to pool; None: its deepest (largest stride)
+    dropout: float = 0.0
+
+
+@dataclass
 class ModelConfig:
     arch: str = "faster_rcnn"
     num_classes: int | None = None  # None: the training set's category count
@@ -188,6 +197,7 @@ class ModelConfig:
     yolo: YOLOConfig = field(default_factory=YOLOConfig)
     ssd: SSDConfig = field(default_factory=SSDConfig)
     fcn: FCNConfig = field(default_factory=FCNConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
     size_divisibility: int = 32
@@ -198,17 +208,19 @@ class ModelConfig:
 class SplitConfig:
     ann_file: str = ""  # COCO: instances json
     img_dir: str = ""  # COCO: image folder
-    root: str = ""  # VOC: folder holding JPEGImages/, Annotations/, ImageSets/
+    root: str = ""  # VOC: folder holding JPEGImages/, Annotations/, ImageSets/; imagefolder: root/<class>/*.jpg
     split: str = ""  # VOC: ImageSets/Main/<split>.txt
 
 
 @dataclass
 class DataConfig:
-    format: str = "coco"  # "coco" | "voc"
+    format: str = "coco"  # "coco" | "voc" | "imagefolder" (task classification only)
     # "semantic": samples carry sem_seg (0 = background, c + 1 = class c, 255 = ignore) for arch "fcn";
     # VOC reads SegmentationClass/*.png listed in ImageSets/Segmentation/<split>.txt (needs data.classes),
     # COCO renders the instance masks (crowd = ignore)
-    task: str = "detection"  # "detection" | "semantic"
+    # "classification": one label per image, format "imagefolder" (class = sub-folder name), arch "classifier";
+    # images are cropped to data.fixed_size (random resized crop in training, centre crop in evaluation)
+    task: str = "detection"  # "detection" | "semantic" | "classification"
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
     classes: list[str] | None = None  # VOC: class names; None discovers them from the xml files
@@ -223,6 +235,7 @@ class DataConfig:
     # IoU-constrained crop, flip | "ssdlite": IoU crop and flip only | "yolo": scale/translate up to 20%, HSV
     augment: str = "default"
     fixed_size: list[int] | None = None  # [h, w]: every image resized to exactly this (SSD, YOLO); replaces min/max
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # classification: random crop area range
     batch_size: int = 2  # images per step, over all processes
     num_workers: int = 2
     on_bad_sample: str = "error"  # "error" | "skip"
@@ -252,7 +265,11 @@ class TrainConfig:
     eval_period: int = 0  # 0: evaluate only at the end
     checkpoint_period: int = 5000
     log_period: int = 20
-    amp: bool = False  # mixed precision on CUDA
+    # Mixed precision and memory format, for training and for evaluating/inferring with this config:
+    # "auto" = on for CUDA (bf16, or fp16 without bf16; channels_last), off on the CPU; true/false force
+    # them (amp true on the CPU is bf16). See detseg/engine/precision.py.
+    amp: bool | Literal["auto", "bf16", "fp16"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
     # A non-finite loss or gradient norm: "error" stops the run (the last checkpoint stays the
     # last good one); "skip" drops that update, counts it and logs the count as skipped_steps.
     on_nonfinite: str = "error"  # "error" | "skip"
@@ -266,6 +283,11 @@ class TrainConfig:
 class TestConfig:
     score_thresh: float | None = None  # overrides the detection head's score_thresh at inference when set
     batch_size: int = 1
+    # torch.compile the dense parts (backbone, neck, RPN/dense head convs, box/mask heads) for inference,
+    # with inductor's weight freezing on the CPU: tools/infer.py, tools/eval.py and the benchmark. Each new
+    # input shape compiles once (tens of seconds on a small CPU), so it pays for fixed-size inputs and
+    # long runs; see detseg/engine/compile.py.
+    compile: bool = False
 
 
 @dataclass

@@ -3,18 +3,24 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
+from detseg.data.classification_transforms import build_classification_transforms
 from detseg.data.collate import collate
 from detseg.data.datasets.coco import CocoDetection
 from detseg.data.dense_transforms import build_dense_transforms, uses_dense_transforms
+from detseg.data.datasets.image_folder import ImageFolderClassification
 from detseg.data.datasets.voc import VOCDetection
 from detseg.data.datasets.voc_seg import VOCSegmentation
 from detseg.data.transforms import build_transforms
 from detseg.engine.distributed import get_rank, get_world_size
 
+TASKS = ("detection", "semantic", "classification")
+
 
 def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
     """``split`` is "train" or "val"; ``train`` picks the augmenting transforms."""
     split_cfg = getattr(data_cfg, split)
+    if is_classification(data_cfg):
+        return _build_classification(data_cfg, split, train)
     if uses_dense_transforms(data_cfg):  # data.augment / data.fixed_size: SSD and YOLO pipelines
         transforms = build_dense_transforms(data_cfg, train, with_masks)
     elif train:
@@ -34,14 +40,32 @@ def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
                                    data_cfg.on_bad_sample)
         return VOCDetection(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
                             on_bad_sample=data_cfg.on_bad_sample)
-    raise ValueError(f"data.format must be 'coco' or 'voc', got '{data_cfg.format}'")
+    raise ValueError(f"data.format must be 'coco' or 'voc' (or 'imagefolder' with data.task classification), "
+                     f"got '{data_cfg.format}'")
 
 
 def is_semantic(data_cfg) -> bool:
     """``data.task``: "semantic" samples carry sem_seg maps (arch fcn), "detection" ones do not."""
-    if data_cfg.task not in ("detection", "semantic"):
-        raise ValueError(f"data.task must be 'detection' or 'semantic', got '{data_cfg.task}'")
+    if data_cfg.task not in TASKS:
+        raise ValueError(f"data.task must be one of {', '.join(TASKS)}, got '{data_cfg.task}'")
     return data_cfg.task == "semantic"
+
+
+def is_classification(data_cfg) -> bool:
+    """``data.task`` "classification": ImageFolder data (``data.format: imagefolder``), one label per image."""
+    is_semantic(data_cfg)  # validates the task name
+    wants, folder = data_cfg.task == "classification", data_cfg.format == "imagefolder"
+    if wants != folder:
+        raise ValueError("data.task classification goes with data.format imagefolder (and only with it); "
+                         f"got task '{data_cfg.task}', format '{data_cfg.format}'")
+    return wants
+
+
+def _build_classification(data_cfg, split: str, train: bool):
+    _require(getattr(data_cfg, split), split, ("root",))
+    transforms = build_classification_transforms(train, data_cfg.fixed_size, data_cfg.crop_scale,
+                                                 data_cfg.flip_prob if train else 0.0, data_cfg.color_jitter)
+    return ImageFolderClassification(getattr(data_cfg, split).root, transforms, data_cfg.on_bad_sample)
 
 
 def _require(split_cfg, split: str, keys: tuple[str, ...]) -> None:

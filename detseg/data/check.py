@@ -253,9 +253,24 @@ def check_voc_semantic(root: str | Path, split: str, classes: list[str] | None, 
     return report
 
 
+def check_image_folder(root: str | Path, decode: bool = False) -> Report:
+    """ImageFolder classification data: the layout (DatasetError), then every image's header."""
+    from detseg.data.datasets.image_folder import scan_image_folder
+
+    classes, items = scan_image_folder(root)
+    report = Report(str(root))
+    for path, label in items:
+        report.num_images += 1
+        check_image_file(Path(path), None, report, classes[label], decode)
+        report.histogram[classes[label]] += 1
+    return report
+
+
 def check_split(data_cfg, split: str, decode: bool = False) -> Report:
     """The check for ``cfg.data.<split>`` (``split`` is "train" or "val")."""
     split_cfg = getattr(data_cfg, split)
+    if data_cfg.format == "imagefolder":
+        return check_image_folder(split_cfg.root, decode)
     if data_cfg.format == "voc" and data_cfg.task == "semantic":
         return check_voc_semantic(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
     if data_cfg.format == "voc":

@@ -1,6 +1,7 @@
 """Sample dicts -> Batch: images zero-padded at the bottom/right to the largest H and W."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from detseg.structures import Batch
@@ -54,4 +55,11 @@ def collate(samples: list[dict]) -> Batch:
         masks=_pad_each(masks, size) if masks is not None else None,
         sem_seg=_pad_stack(sem_seg, size, SEM_SEG_IGNORE) if sem_seg is not None else None,
         proposals=_optional(samples, "proposals"),
+        class_labels=_stack_optional(samples, "class_label"),
     )
+
+
+def _stack_optional(samples: list[dict], key: str) -> Tensor | None:
+    """Per-image scalars (a classification label) stacked into one [B] tensor, or None."""
+    values = _optional(samples, key)
+    return torch.stack([torch.as_tensor(v) for v in values]) if values is not None else None

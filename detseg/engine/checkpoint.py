@@ -131,6 +131,34 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return state
 
 
+def is_detseg_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a detseg training checkpoint, reading only its marker (memory-mapped, so a
+    large file is not loaded twice); False for anything else, including unreadable files."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy or foreign formats: not ours
+        return False
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
+def submodule_state(path: str | Path, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors under ``prefix`` (e.g. "backbone.") of a detseg checkpoint's model, prefix removed,
+    and the checkpoint's stored config; CheckpointError when it has none."""
+    state = load_checkpoint(path)
+    model = {k.removeprefix("module."): v for k, v in state["model"].items()}  # saved from a DDP wrapper
+    found = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+    if not found:
+        sample = ", ".join(list(model)[:5])
+        raise CheckpointError(f"{path} holds no '{prefix}*' weights (its model has {len(model)} tensors, "
+                              f"e.g. {sample})")
+    return found, state.get("config") or {}
+
+
 def load_model_weights(model: nn.Module, path: str | Path, strict: bool = False) -> dict[str, list[str]]:
     """Load a detseg checkpoint's "model" or a bare state dict into `model`.
 

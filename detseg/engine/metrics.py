@@ -126,9 +126,11 @@ def flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def primary_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
-    """bbox AP when present, else the first number found (depth-first, in dict order)."""
+    """bbox AP when present, else the first number found (depth-first, in dict order); never a
+    validation loss (lower is better)."""
     bbox = metrics.get("bbox")
     if isinstance(bbox, dict) and isinstance(bbox.get("AP"), (int, float)):
         return "bbox/AP", float(bbox["AP"])
-    flat = {k: v for k, v in flatten_numbers(metrics).items() if math.isfinite(v)}
+    scores = {k: v for k, v in metrics.items() if k != "val_loss"}
+    flat = {k: v for k, v in flatten_numbers(scores).items() if math.isfinite(v)}
     return next(iter(flat.items()), None)

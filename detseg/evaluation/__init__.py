@@ -1,4 +1,5 @@
-"""Evaluators: COCO (pycocotools), PASCAL VOC detection AP, semantic segmentation (mIoU)."""
+"""Evaluators: COCO (pycocotools), PASCAL VOC detection AP, semantic segmentation (mIoU), classification."""
+from detseg.evaluation.classification import ClassificationEvaluator
 from detseg.evaluation.coco import CocoEvaluator, instances_to_coco_results
 from detseg.evaluation.sem_seg import SemSegEvaluator
 from detseg.evaluation.distributed import gather_results
@@ -6,6 +7,7 @@ from detseg.evaluation.table import format_metrics_table
 from detseg.evaluation.voc import VocEvaluator, voc_ap
 
 __all__ = [
+    "ClassificationEvaluator",
     "CocoEvaluator",
     "SemSegEvaluator",
     "VocEvaluator",

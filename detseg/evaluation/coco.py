@@ -29,6 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from detseg.evaluation.confusion import IOU_THRESH, SCORE_THRESH, DetectionConfusion, confusion_from_coco
 from detseg.evaluation.distributed import gather_results, is_main_process
 from detseg.structures.boxes import xyxy_to_xywh
 from detseg.structures.instances import Instances
@@ -119,6 +120,7 @@ class CocoEvaluator:
 
     def reset(self) -> None:
         self._per_image: dict[int, list[dict]] = {}
+        self._precision: dict[str, tuple] = {}  # iou type -> COCOeval.eval["precision"] and its axes
 
     def process(self, image_ids: list[int], predictions: list[Instances]) -> None:
         with_masks = "segm" in self.iou_types
@@ -160,6 +162,9 @@ class CocoEvaluator:
             coco_eval.summarize()
         metrics = {name: _percent(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
         metrics.update(self._per_class_ap(coco_eval))
+        metrics.update(self._per_class_ap(coco_eval, iou=0.5))
+        self._precision[iou_type] = (coco_eval.eval["precision"], list(coco_eval.params.catIds),
+                                     np.asarray(coco_eval.params.iouThrs), np.asarray(coco_eval.params.recThrs))
         return metrics
 
     def _load_results(self, iou_type: str) -> COCO:
@@ -180,9 +185,13 @@ class CocoEvaluator:
             coco_dt.createIndex()
         return coco_dt
 
-    def _per_class_ap(self, coco_eval) -> dict[str, float]:
+    def _per_class_ap(self, coco_eval, iou: float | None = None) -> dict[str, float]:
+        """``AP-<name>`` (IoU .50:.95), or ``AP50-<name>`` / ``AP75-<name>`` at one IoU threshold."""
         # precision: [iou thr, recall thr, class, area range, max dets]; class axis follows params.catIds.
         precision = coco_eval.eval["precision"]
+        if iou is not None:
+            precision = precision[_iou_index(coco_eval.params.iouThrs, iou)][None]
+        prefix = "AP" if iou is None else f"AP{round(iou * 100)}"
         index = {cat_id: k for k, cat_id in enumerate(coco_eval.params.catIds)}
         metrics = {}
         for name, cat_id in zip(self.class_names, self.category_ids):
@@ -190,5 +199,35 @@ class CocoEvaluator:
                 continue  # a label-space id with no category in this ground truth
             values = precision[:, :, index[cat_id], 0, -1]
             values = values[values > -1]
-            metrics[f"AP-{name}"] = float(values.mean()) * 100.0 if values.size else math.nan
+            metrics[f"{prefix}-{name}"] = float(values.mean()) * 100.0 if values.size else math.nan
         return metrics
+
+    def pr_curves(self, iou_type: str = "bbox", iou: float = 0.5) -> dict:
+        """Per-class precision at COCO's 101 recall points, one IoU threshold, all areas, most detections.
+
+        From the last ``evaluate()`` (rank 0). A class without ground truth among the evaluated images
+        (pycocotools fills its column with -1) has no curve.
+        """
+        if iou_type not in self._precision:
+            raise ValueError(f"no '{iou_type}' precision yet: call evaluate() with that iou type first")
+        precision, cat_ids, iou_thrs, rec_thrs = self._precision[iou_type]
+        at_iou = precision[_iou_index(iou_thrs, iou), :, :, 0, -1]  # [R, K]
+        index = {cat_id: k for k, cat_id in enumerate(cat_ids)}
+        curves = {}
+        for name, cat_id in zip(self.class_names, self.category_ids):
+            k = index.get(cat_id)
+            if k is not None and (at_iou[:, k] >= 0).any():
+                curves[name] = at_iou[:, k].tolist()
+        return {"iou": iou, "recall": rec_thrs.tolist(), "precision": curves}
+
+    def confusion(self, score_thresh: float = SCORE_THRESH, iou_thresh: float = IOU_THRESH) -> DetectionConfusion:
+        """Detection confusion matrix of the accumulated (after ``evaluate()``: gathered) predictions."""
+        return confusion_from_coco(self.coco_gt, self.results, sorted(self._per_image), self.category_ids,
+                                   score_thresh, iou_thresh)
+
+
+def _iou_index(iou_thrs, iou: float) -> int:
+    found = np.flatnonzero(np.isclose(np.asarray(iou_thrs), iou))
+    if not found.size:
+        raise ValueError(f"IoU {iou} is not one of the evaluated thresholds {list(iou_thrs)}")
+    return int(found[0])

@@ -13,7 +13,8 @@ def format_metrics_table(metrics: dict) -> str:
     entries (keys ``<metric>-<class name>``) in a second one.
     """
     if metrics and all(isinstance(v, dict) for v in metrics.values()):
-        return "\n\n".join(f"[{task}]\n{_task_tables(m)}" for task, m in metrics.items())
+        return "\n\n".join(f"[{task}]\n{_task_tables(m, _fmt_loss if task == 'val_loss' else _fmt)}"
+                           for task, m in metrics.items())
     return _task_tables(metrics)
 
 
@@ -21,12 +22,17 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.2f}"
 
 
-def _task_tables(metrics: dict) -> str:
+def _fmt_loss(value: float) -> str:
+    """Loss terms are not percent: a box loss of 0.004 must not print as 0.00."""
+    return f"{value:.4g}"
+
+
+def _task_tables(metrics: dict, fmt=_fmt) -> str:
     summary = {k: v for k, v in metrics.items() if "-" not in k}
     widths = [max(6, len(k)) for k in summary]
     lines = [
         "  ".join(k.rjust(w) for k, w in zip(summary, widths)),
-        "  ".join(_fmt(v).rjust(w) for v, w in zip(summary.values(), widths)),
+        "  ".join(fmt(v).rjust(w) for v, w in zip(summary.values(), widths)),
     ]
     per_class = _per_class_table(metrics)
     return "\n".join(lines) + ("\n\n" + per_class if per_class else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from detseg.models.backbones import build_backbone
 from detseg.models.dense.ssd_head import SSDHead
 from detseg.models.dense.yolo_head import YOLOHead
+from detseg.models.meta_arch.classifier import Classifier
 from detseg.models.meta_arch.one_stage import OneStageDetector
 from detseg.models.meta_arch.region_cnn import build_rcnn
 from detseg.models.meta_arch.segmentor import Segmentor
@@ -99,10 +100,23 @@ def build_ssd(cfg, num_classes: int) -> OneStageDetector:
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
+def build_classifier(cfg, num_classes: int) -> Classifier:
+    """Any registry backbone -> global average pool of one map (default: the deepest) -> dropout -> linear."""
+    if cfg.neck.name != "none":
+        raise ValueError("model.arch 'classifier' reads the backbone directly: set model.neck.name to 'none'")
+    backbone = build_backbone(cfg.backbone)
+    spec = backbone.output_spec()
+    order = list(spec)  # dilated stages share a stride: the later one is the deeper
+    in_feature = cfg.classifier.in_feature or max(order, key=lambda name: (spec[name].stride, order.index(name)))
+    _check_features("model.classifier.in_feature", [in_feature], spec)
+    return Classifier(backbone, in_feature, num_classes, cfg.classifier.dropout,
+                      cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
+
+
 ARCHITECTURES = {
     "faster_rcnn": build_faster_rcnn, "mask_rcnn": build_mask_rcnn,
     "fast_rcnn": build_fast_rcnn, "sppnet": build_sppnet, "rcnn": build_rcnn,
-    "fcn": build_fcn, "yolo": build_yolo, "ssd": build_ssd,
+    "fcn": build_fcn, "yolo": build_yolo, "ssd": build_ssd, "classifier": build_classifier,
 }
 
 

@@ -20,6 +20,7 @@ class Batch:
     masks:       uint8 [N_i, h, w] instance masks, when the task has them.
     sem_seg:     int64 [B, H, W] semantic map (255 = ignore), when the task has it.
     proposals:   float32 [M_i, 4] precomputed proposals, when the model uses them.
+    class_labels: int64 [B] one class per image, for classification (data.task classification).
     """
 
     images: Tensor
@@ -32,6 +33,7 @@ class Batch:
     masks: list[Tensor] | None = None
     sem_seg: Tensor | None = None
     proposals: list[Tensor] | None = None
+    class_labels: Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -156,11 +156,14 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(tmp_path, shapes_path
     assert len(resumed) == 1 and int(resumed[0]) >= 2, text[-3000:]  # the restart, not the first start
     final = load_checkpoint(out / "last.pt")
     assert final["iteration"] == 12 and len(final["rng"]) == 2  # both ranks' RNG states, saved by rank 0
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl", "tb"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "confusion_matrix.json", "labels.json",
+                                                     "last.pt", "metrics.json", "metrics.jsonl", "plots",
+                                                     "pr_curves.json", "tb"]
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["iter"] == 12
     # the final evaluation ran sharded over both ranks and gathered: it equals a single-process eval
     ddp_eval = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     ddp_eval = [r for r in ddp_eval if r["type"] == "eval"][-1]
+    assert set(ddp_eval["val_loss"]) >= {"loss", "loss_rpn_cls", "loss_roi_cls"}  # averaged over both ranks
     subprocess.run([sys.executable, "tools/eval.py", CONFIG, "--checkpoint", str(out / "last.pt"),
                     "--output-dir", str(tmp_path / "eval"), *overrides], cwd=ROOT, env=env, check=True,
                    capture_output=True)

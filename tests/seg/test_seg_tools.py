@@ -44,6 +44,9 @@ def test_training_logs_falling_loss_and_sem_seg_eval(run):
     assert train[-1]["iter"] == 24 and train[-1]["loss_fcn_ce"] < train[0]["loss_fcn_ce"]
     evals = [r for r in logs if r["type"] == "eval"]
     assert evals and 0 < evals[-1]["sem_seg"]["mIoU"] <= 100 and (out / "best.pt").is_file()
+    assert set(evals[-1]["val_loss"]) == {k for k in train[-1] if k.startswith("loss")}  # "both" mode
+    # semantic runs draw the history plots; PR curves and the confusion matrix are detection-only
+    assert {p.name for p in (out / "plots").glob("*.png")} == {"loss_curves.png", "learning_rate.png", "metrics.png"}
 
 
 def test_eval_and_infer_agree(run, tmp_path):

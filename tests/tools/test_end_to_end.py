@@ -47,7 +47,8 @@ def test_training_learns(trained_run):
     assert train[-1]["loss"] < 0.5 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
     evals = [r for r in logs if r.get("type") == "eval"]
     assert evals and evals[-1]["bbox"]["AP50"] > 10.0, evals[-1]
-    for name in ("last.pt", "config.yaml"):
+    assert evals[-1]["val_loss"]["loss"] < train[0]["loss"]  # validated on the training images
+    for name in ("last.pt", "config.yaml", "metrics.json", "plots/loss_curves.png", "plots/pr_curve.png"):
         assert (out / name).is_file()
 
 
@@ -64,6 +65,12 @@ def test_eval_tool_matches_pycocotools(trained_run, shapes_paths):
     coco_eval.summarize()
     assert metrics["AP"] == pytest.approx(coco_eval.stats[0] * 100, abs=1e-9)
     assert metrics["AP50"] == pytest.approx(coco_eval.stats[1] * 100, abs=1e-9)
+    # the PR curves are pycocotools' precision at IoU 0.5: their mean over classes and recall is AP50
+    curves = json.loads((out / "eval" / "pr_curves.json").read_text())["bbox"]["precision"]
+    per_class = [sum(c) / len(c) for c in curves.values()]
+    assert sum(per_class) / len(per_class) * 100 == pytest.approx(metrics["AP50"], abs=1e-6)
+    for name in ("pr_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png"):
+        assert (out / "eval" / "plots" / name).stat().st_size > 0
     assert {d["category_id"] for d in dt.dataset["annotations"]} <= set(gt.getCatIds())
 
 

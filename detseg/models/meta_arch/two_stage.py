@@ -56,6 +56,9 @@ class TwoStageDetector(Detector):
 
     def forward_both(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
         """Validation loss and predictions from one backbone pass (called in eval mode)."""
+        if getattr(self.roi_heads.pooler, "test_scales", None):
+            # multi-scale test predicts from other features than the loss uses: two passes
+            return self.forward_loss(batch), self.forward_predict(batch)
         features = self.features(batch)
         proposals, losses = self.rpn(features, batch, with_loss=True)
         losses.update(self.roi_heads.loss(features, proposals, batch))
