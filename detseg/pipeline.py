@@ -152,9 +152,7 @@ def evaluate_semantic(model, dataset, cfg: Config, device, output_dir: str | Pat
     scores = evaluator.evaluate()  # a collective; {} on ranks other than 0
     metrics = {"sem_seg": scores} if scores else {}
     _add_val_loss(metrics, val_loss)
-    if output_dir is not None and get_rank() == 0:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_metrics(output_dir, metrics)
     return metrics
 
 
@@ -176,10 +174,14 @@ def evaluate_classification(model, dataset, cfg: Config, device, output_dir: str
     scores = evaluator.evaluate()  # a collective; {} on ranks other than 0
     metrics = {"classification": scores} if scores else {}
     _add_val_loss(metrics, val_loss)
+    _write_metrics(output_dir, metrics)
+    return metrics
+
+
+def _write_metrics(output_dir: str | Path | None, metrics: dict) -> None:
     if output_dir is not None and get_rank() == 0:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
 
 
 def apply_test_overrides(model, cfg: Config) -> None:

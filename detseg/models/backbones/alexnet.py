@@ -4,7 +4,7 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights
+from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_first_convs, load_local_weights, resolve_weights
 
 
 class AlexNetBackbone(Backbone):
@@ -16,10 +16,7 @@ class AlexNetBackbone(Backbone):
             load_local_weights(net, local)
         self.features = net.features
         self._spec = {"s16": FeatureSpec(256, 16), "s32": FeatureSpec(256, 32)}
-        convs = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
-        # freeze_at k freezes the first k convs (with their ReLU/pool); k >= 5 freezes all of them
-        end = convs[freeze_at] if freeze_at < len(convs) else len(self.features)
-        freeze_modules([self.features[:end]] if freeze_at > 0 else [])
+        freeze_first_convs(self.features, freeze_at)
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from detseg.models.backbones.base import (
     Backbone,
     FeatureSpec,
-    freeze_modules,
+    freeze_first_convs,
     load_local_weights,
     norm_layer_factory,
 )
@@ -94,9 +94,7 @@ class AlexNetV1Backbone(Backbone):
         self.features = net.features
         channels = self.features[-3].out_channels
         self._spec = {"s16": FeatureSpec(channels, 16), "s32": FeatureSpec(channels, 32)}
-        convs = [i for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)]
-        end = convs[freeze_at] if freeze_at < len(convs) else len(self.features)
-        freeze_modules([self.features[:end]] if freeze_at > 0 else [])
+        freeze_first_convs(self.features, freeze_at)
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)

@@ -62,6 +62,16 @@ def freeze_modules(modules: list[nn.Module]) -> None:
             param.requires_grad_(False)
 
 
+def freeze_first_convs(features: nn.Sequential, freeze_at: int) -> None:
+    """AlexNet-style stacks: freeze_at k freezes the first k convs (with their ReLU/pool); k >= the
+    number of convs freezes all of them."""
+    if freeze_at <= 0:
+        return
+    convs = [i for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
+    end = convs[freeze_at] if freeze_at < len(convs) else len(features)
+    freeze_modules([features[:end]])
+
+
 def select_features(features: dict[str, Tensor], spec: dict[str, FeatureSpec], wanted: list[str]):
     """Keep the requested strides, failing with the available ones named."""
     missing = [name for name in wanted if name not in spec]
