@@ -12,8 +12,16 @@ on the same backbone beside a one-stage model (configs/faster_rcnn/voc_vgg16.yam
 under configs/{rcnn,sppnet,fast_rcnn,faster_rcnn}/) on the same validation images: per-image test time
 of the convolutional part, of the model with proposals given, and with selective search included, and
 the speed-ups over R-CNN, e.g. python tools/benchmark.py configs/fast_rcnn/shapes.yaml --lineage
+
+--zoo: every architecture trained and evaluated on the shapes data under one CPU budget, in one table
+(zoo.md, zoo.json, zoo.png); python tools/benchmark.py --zoo --help
+
+--compare-torchvision [--iters ROUNDS] [--quick] [--json FILE] (no CONFIG): detseg against torchvision on
+speed, overhead over the backbone, COCO evaluation backends, data wait, peak memory (and 800x1333 bf16 on
+CUDA), each number with its goal and PASS/MISS; python tools/benchmark.py --compare-torchvision --help
 """
 import json
+import sys
 
 import torch
 from _common import config_parser, load, run_main
@@ -26,6 +34,14 @@ from detseg.models.torchvision_twin import torchvision_twin
 
 
 def main() -> int:
+    if "--zoo" in sys.argv[1:]:  # no CONFIG: a parser of its own
+        from _zoo_cli import run_zoo_cli
+
+        return run_zoo_cli(sys.argv[1:])
+    if "--compare-torchvision" in sys.argv[1:]:  # no CONFIG either
+        from _compare_cli import run_compare_cli
+
+        return run_compare_cli(sys.argv[1:])
     parser = config_parser(__doc__)
     parser.add_argument("--size", type=int, default=320, help="square input side in pixels")
     parser.add_argument("--batch-size", type=int, default=2)

@@ -1,0 +1,160 @@
+"""Training throughput and batch-1 latency of detseg models beside their torchvision twins.
+
+Both sides get the same synthetic images at a size torchvision's internal resize leaves unchanged,
+so the ratios compare the models, not their pre-processing.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from detseg.benchmark import synthetic_images, to_batch
+from detseg.benchmarks.timing import interleaved_medians
+from detseg.config import load_config
+from detseg.engine import precision
+from detseg.engine.compile import compile_for_inference
+from detseg.models.build import build_model, trains_on_masks
+from detseg.models.torchvision_twin import torchvision_twin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name -> (config, square input side)
+MODELS = {
+    "faster_rcnn_r50_fpn": ("configs/faster_rcnn/coco_r50_fpn_1x.yaml", 512),
+    "mask_rcnn_r50_fpn": ("configs/mask_rcnn/coco_r50_fpn_1x.yaml", 512),
+    "ssd300_vgg16": ("configs/ssd/coco_ssd300_vgg16.yaml", 300),
+}
+
+
+@dataclass
+class Contender:
+    """One model ready to time: a full SGD step on a fixed batch, and one batch-1 prediction."""
+    model: torch.nn.Module
+    train_step: Callable[[], None]
+    predict_one: Callable[[], object]
+    count: Callable[[object], int]  # detections in predict_one's output: the post-processing's workload
+
+
+def load_model_config(name: str, overrides: tuple[str, ...] = ()):
+    config, _ = MODELS[name]
+    # timing needs no trained weights (and no download)
+    return load_config(ROOT / config, ["model.backbone.weights=null", *overrides])
+
+
+def _sgd_step(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], precision=nullcontext) -> Callable[[], None]:
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    def step():
+        model.train()
+        with precision():
+            loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _predictor(model: torch.nn.Module, call: Callable[[], object], precision=nullcontext) -> Callable[[], None]:
+    def predict():
+        model.eval()
+        with torch.no_grad(), precision():
+            return call()
+
+    return predict
+
+
+def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu", amp: bool = False) -> Contender:
+    """``amp``: the config's train.amp / train.channels_last, applied as the Trainer applies them."""
+    model = build_model(cfg.model, cfg.model.num_classes)
+    if amp:
+        precision.prepare_model(model, cfg.train, device)
+        mode = partial(precision.autocast, cfg.train, device)
+    else:
+        model.to(device)
+        mode = nullcontext
+    batch = to_batch(images[:batch_size], targets[:batch_size]).to(device)
+    single = to_batch(images[:1], targets[:1]).to(device)
+    return Contender(model, _sgd_step(model, lambda: sum(model(batch, mode="loss").values()), mode),
+                     _predictor(model, lambda: model(single, mode="predict"), mode), lambda out: len(out[0]))
+
+
+def torchvision_contender(cfg, images, targets, batch_size: int, size: int, device: str = "cpu",
+                          amp: bool = False) -> Contender:
+    """``amp``: autocast to bf16, as torchvision's reference script does with --amp."""
+    model = torchvision_twin(cfg.model, cfg.model.num_classes, size)
+    if model is None:
+        raise ValueError(f"{cfg.model.arch} with backbone {cfg.model.backbone.name} has no torchvision twin")
+    model.to(device)
+    floats = [img.to(device).float() / 255 for img in images]  # torchvision normalises inside the model
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    mode = partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext
+    return Contender(model, _sgd_step(model, lambda: sum(model(floats[:batch_size], targets[:batch_size]).values()), mode),
+                     _predictor(model, lambda: model(floats[:1]), mode), lambda out: len(out[0]["boxes"]))
+
+
+SIDES = ("detseg", "torchvision")
+
+
+def contender(name: str, side: str, batch_size: int, size: int, device: str = "cpu") -> Contender:
+    """``side`` ("detseg" or "torchvision") of model ``name`` on seeded synthetic images."""
+    cfg = load_model_config(name)
+    torch.manual_seed(0)  # the same images for both sides, reproducible random weights
+    images, targets = synthetic_images(batch_size, size, with_masks=trains_on_masks(cfg.model))
+    if side == "detseg":
+        return detseg_contender(cfg, images, targets, batch_size, device)
+    return torchvision_contender(cfg, images, targets, batch_size, size, device)
+
+
+def compiled_contender(base: Contender, cfg, images, targets) -> Contender:
+    """detseg with ``test.compile`` (detseg.engine.compile) on a copy of ``base``'s weights; inference only."""
+    model = copy.deepcopy(base.model)
+    compile_for_inference(model)
+    single = to_batch(images[:1], targets[:1])
+    return Contender(model, base.train_step, _predictor(model, lambda: model(single, mode="predict")), base.count)
+
+
+def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 1, size: int | None = None,
+                  warmup: int = 1, compiled: bool = False) -> dict:
+    """Interleaved detseg / torchvision medians for one model; ratios are detseg over torchvision.
+    ``compiled``: also time detseg's inference with test.compile (compiling once before the rounds)."""
+    size = size or MODELS[name][1]
+    sides = {side: contender(name, side, batch_size, size) for side in SIDES}
+    predictors = {k: s.predict_one for k, s in sides.items()}
+    if compiled:
+        cfg = load_model_config(name)
+        torch.manual_seed(0)
+        images, targets = synthetic_images(batch_size, size, with_masks=trains_on_masks(cfg.model))
+        sides["detseg_compiled"] = compiled_contender(sides["detseg"], cfg, images, targets)
+        predictors["detseg_compiled"] = sides["detseg_compiled"].predict_one
+        predictors["detseg_compiled"]()  # the compilation itself is not timed
+    # inference first: freshly initialised, both sides keep their maximum number of detections, an equal
+    # post-processing load; a few SGD steps later one side may keep 0 and the other 30
+    infer = interleaved_medians(predictors, rounds, calls * 2 if warmup else 1, warmup)
+    detections = {side: s.count(s.predict_one()) for side, s in sides.items()}
+    compiled_side = sides.pop("detseg_compiled", None)
+    train = interleaved_medians({k: s.train_step for k, s in sides.items()}, rounds, calls, warmup)
+    result = {"config": MODELS[name][0], "size": size, "batch_size": batch_size, "rounds": rounds}
+    for side in sides:
+        result[side] = {"train_ips": batch_size / train[side], "latency_ms": infer[side] * 1000,
+                        "detections": detections[side]}
+    result["train_ratio"] = result["detseg"]["train_ips"] / result["torchvision"]["train_ips"]
+    result["latency_ratio"] = result["detseg"]["latency_ms"] / result["torchvision"]["latency_ms"]
+    if compiled_side is not None:
+        result["detseg_compiled"] = {"latency_ms": infer["detseg_compiled"] * 1000,
+                                     "detections": detections["detseg_compiled"]}
+        result["compiled_latency_ratio"] = infer["detseg_compiled"] / infer["torchvision"]
+    return result
+
+
+def compare_all(quick: bool = False, rounds: int = 5, compiled: bool = False) -> dict:
+    if quick:  # the end-to-end test: small images, one round, no warm-up (SSD300 stays at 300)
+        return {name: compare_model(name, batch_size=1, rounds=1, size=300 if "ssd" in name else 128, warmup=0,
+                                    compiled=compiled) for name in MODELS}
+    return {name: compare_model(name, rounds=rounds, compiled=compiled) for name in MODELS}

@@ -1,0 +1,122 @@
+"""COCO evaluation speed of pycocotools against faster_coco_eval on the same synthetic predictions, and
+whether both give the same 12 summary statistics."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import time
+
+import numpy as np
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+
+from detseg.evaluation.coco import _coco_api
+
+WIDTH, HEIGHT = 640, 480
+NUM_CATEGORIES = 20
+
+
+def _polygon(rng: np.random.RandomState, box: np.ndarray, corners: int = 10) -> list[float]:
+    """A star-shaped polygon inscribed in ``box`` (xywh), corners at jittered radii."""
+    x, y, w, h = box
+    angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
+    radii = rng.uniform(0.6, 1.0, corners)
+    xs = x + w / 2 + np.cos(angles) * radii * w / 2
+    ys = y + h / 2 + np.sin(angles) * radii * h / 2
+    return np.stack([xs, ys], 1).ravel().round(2).tolist()
+
+
+def _random_boxes(rng: np.random.RandomState, n: int) -> np.ndarray:
+    """xywh boxes with COCO's spread of sizes: small, medium and large objects all occur."""
+    side = np.exp(rng.uniform(np.log(8), np.log(300), (n, 2)))
+    xy = rng.uniform(0, 1, (n, 2)) * (np.array([WIDTH, HEIGHT]) - side).clip(min=1)
+    return np.concatenate([xy, side], 1)
+
+
+def synthetic_coco(num_images: int = 500, objects: int = 7, detections: int = 100, seed: int = 0) -> tuple[dict, list[dict]]:
+    """Deterministic ground truth (polygon masks, ~``objects`` per image) and ``detections`` per image
+    (RLE masks): jittered copies of the objects, some with the wrong class, the rest random boxes."""
+    rng = np.random.RandomState(seed)
+    images, anns, results = [], [], []
+    for image_id in range(1, num_images + 1):
+        images.append({"id": image_id, "width": WIDTH, "height": HEIGHT, "file_name": f"{image_id:06d}.jpg"})
+        boxes = _random_boxes(rng, rng.randint(objects - 3, objects + 4))
+        labels = rng.randint(1, NUM_CATEGORIES + 1, len(boxes))
+        polygons = [_polygon(rng, b) for b in boxes]
+        for box, label, poly in zip(boxes, labels, polygons):
+            area = float(mask_util.area(mask_util.merge(mask_util.frPyObjects([poly], HEIGHT, WIDTH))))
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(label), "iscrowd": 0,
+                         "bbox": box.round(2).tolist(), "area": area, "segmentation": [poly]})
+        results += _detections(rng, image_id, boxes, labels, polygons, detections)
+    categories = [{"id": c, "name": f"class_{c}"} for c in range(1, NUM_CATEGORIES + 1)]
+    return {"images": images, "annotations": anns, "categories": categories}, results
+
+
+def _moved(polygon: list[float], old: np.ndarray, new: np.ndarray) -> list[float]:
+    """``polygon`` carried from xywh box ``old`` onto box ``new``."""
+    points = (np.reshape(polygon, (-1, 2)) - old[:2]) / old[2:] * new[2:] + new[:2]
+    return points.ravel().round(2).tolist()
+
+
+def _detections(rng, image_id: int, boxes: np.ndarray, labels: np.ndarray, polygons: list, count: int) -> list[dict]:
+    copies = np.repeat(np.arange(len(boxes)), 3)[: count // 2]
+    wh = boxes[copies, 2:]
+    jittered = np.concatenate([boxes[copies, :2] + wh * rng.normal(0, 0.06, wh.shape),
+                               wh * rng.uniform(0.85, 1.15, wh.shape)], 1)
+    det_boxes = np.concatenate([jittered, _random_boxes(rng, count - len(copies))])
+    det_labels = np.concatenate([np.where(rng.uniform(size=len(copies)) < 0.8, labels[copies],
+                                          rng.randint(1, NUM_CATEGORIES + 1, len(copies))),
+                                 rng.randint(1, NUM_CATEGORIES + 1, count - len(copies))])
+    # a detector scores its hits higher than its misses, with overlap
+    scores = np.concatenate([rng.uniform(0.2, 1.0, len(copies)), rng.uniform(0.01, 0.6, count - len(copies))])
+    shapes = [_moved(polygons[i], boxes[i], b) for i, b in zip(copies, det_boxes)]
+    shapes += [_polygon(rng, b) for b in det_boxes[len(copies):]]
+    rles = mask_util.frPyObjects(shapes, HEIGHT, WIDTH)
+    out = []
+    for box, label, score, rle in zip(det_boxes, det_labels, scores, rles):
+        rle["counts"] = rle["counts"].decode("ascii")  # as a json file holds it
+        out.append({"image_id": image_id, "category_id": int(label), "score": round(float(score), 4),
+                    "bbox": box.round(2).tolist(), "segmentation": rle})
+    return out
+
+
+def _quiet():
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def run_backend(backend: str, dataset: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, float]:
+    """12 stats and seconds for evaluate + accumulate + summarize (loading is left out of the time)."""
+    coco_cls, cocoeval_cls = _coco_api(backend)
+    drop = "segmentation" if iou_type == "bbox" else "bbox"
+    # loadRes writes into its input (ids, areas; faster_coco_eval turns RLE counts into bytes): copies
+    anns = [{k: dict(v) if k == "segmentation" else v for k, v in r.items() if k != drop} for r in results]
+    with _quiet():
+        if backend == "pycocotools":
+            gt = COCO()
+            # its evaluate() replaces the ground truth's polygons by RLEs in place: a copy keeps the next
+            # run (and the other backend) starting from polygons too
+            gt.dataset = copy.deepcopy(dataset)
+            gt.createIndex()
+        else:
+            gt = coco_cls(dataset, use_deepcopy=True)
+        coco_eval = cocoeval_cls(gt, gt.loadRes(anns), iou_type)
+        start = time.perf_counter()
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        seconds = time.perf_counter() - start
+    return np.asarray(coco_eval.stats[:12], dtype=np.float64), seconds
+
+
+def compare_backends(num_images: int = 500, iou_types: tuple[str, ...] = ("bbox", "segm")) -> dict:
+    dataset, results = synthetic_coco(num_images)
+    report = {"images": num_images, "ground_truth": len(dataset["annotations"]), "detections": len(results)}
+    for iou_type in iou_types:
+        slow, slow_s = run_backend("pycocotools", dataset, results, iou_type)
+        fast, fast_s = run_backend("faster_coco_eval", dataset, results, iou_type)
+        report[iou_type] = {"pycocotools_s": slow_s, "faster_coco_eval_s": fast_s, "speedup": slow_s / fast_s,
+                            "max_stat_diff": float(np.abs(slow - fast).max()),
+                            "identical": bool(np.array_equal(slow, fast)),
+                            "stats": {"pycocotools": slow.tolist(), "faster_coco_eval": fast.tolist()}}
+    return report

@@ -1,0 +1,151 @@
+"""Goals of issue 6 checked against measured numbers, and the printed table."""
+from __future__ import annotations
+
+import math
+import operator
+
+OPS = {">=": operator.ge, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+TRAIN_RATIO = 1.3  # detseg / torchvision training images/s
+LATENCY_RATIO = 0.75  # detseg / torchvision batch-1 ms per image
+OVERHEAD_RATIO = 1.25  # full inference / backbone + neck
+EVAL_SPEEDUP = 3.0  # pycocotools seconds / faster_coco_eval seconds
+DATA_WAIT = 0.10  # data wait / iteration time
+MEMORY_RATIO = 1.0  # detseg / torchvision peak
+STAT_TOLERANCE = 1e-12  # the backends sum in different orders: last-bit differences are the same result
+
+
+def check(name: str, value: float, op: str, threshold: float) -> dict:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and OPS[op](value, threshold)
+    return {"name": name, "value": value, "op": op, "goal": threshold, "pass": bool(ok)}
+
+
+def all_checks(results: dict) -> list[dict]:
+    checks = []
+    for name, r in results.get("compare", {}).items():
+        checks.append(check(f"{name} train detseg/torchvision", r["train_ratio"], ">=", TRAIN_RATIO))
+        checks.append(check(f"{name} latency detseg/torchvision", r["latency_ratio"], "<=", LATENCY_RATIO))
+        if "compiled_latency_ratio" in r:
+            checks.append(check(f"{name} latency detseg test.compile/torchvision", r["compiled_latency_ratio"],
+                                "<=", LATENCY_RATIO))
+    if "overhead" in results:
+        checks.append(check("inference / backbone+neck", results["overhead"]["ratio"], "<=", OVERHEAD_RATIO))
+    for iou_type in ("bbox", "segm"):
+        if iou_type in results.get("eval", {}):
+            r = results["eval"][iou_type]
+            checks.append(check(f"{iou_type} eval speed-up", r["speedup"], ">=", EVAL_SPEEDUP))
+            checks.append(check(f"{iou_type} stats max difference", r["max_stat_diff"], "<=", STAT_TOLERANCE))
+    for name, r in results.get("data_wait", {}).items():
+        checks.append(check(f"{name} data wait / step", r["fraction"], "<", DATA_WAIT))
+    for name, r in results.get("memory", {}).items():
+        checks.append(check(f"{name} peak RSS detseg/torchvision", r["rss_ratio"], "<=", MEMORY_RATIO))
+        if "cuda_ratio" in r:
+            checks.append(check(f"{name} CUDA peak detseg/torchvision", r["cuda_ratio"], "<=", MEMORY_RATIO))
+    gpu = results.get("gpu")
+    if gpu:  # the CPU goals, applied to the GPU figures
+        checks.append(check("GPU train detseg/torchvision", gpu["train_ratio"], ">=", TRAIN_RATIO))
+        checks.append(check("GPU infer img/s detseg/torchvision", gpu["infer_ratio"], ">=", 1 / LATENCY_RATIO))
+    return checks
+
+
+def _mark(checks: dict, name: str) -> str:
+    c = checks[name]
+    return f"goal {c['op']} {c['goal']:g}  {'PASS' if c['pass'] else 'MISS'}"
+
+
+def format_report(results: dict) -> str:
+    checks = {c["name"]: c for c in results["checks"]}
+    m = results["machine"]
+    lines = [f"detseg vs torchvision, {m['date']}, {m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads), "
+             f"torch {m['torch']}, device {m['device']}, load average {m['load_average']}"
+             + ("  [--quick: sizes and counts shrunk, numbers are not comparable]" if results.get("quick") else "")]
+    lines += _compare_lines(results.get("compare", {}), checks)
+    lines += _overhead_lines(results.get("overhead"), checks)
+    lines += _eval_lines(results.get("eval"), checks)
+    lines += _data_lines(results.get("data_wait", {}), checks)
+    lines += _memory_lines(results.get("memory", {}), checks)
+    lines += _gpu_lines(results.get("gpu"), checks)
+    passed = sum(c["pass"] for c in results["checks"])
+    lines.append(f"\n{passed}/{len(results['checks'])} goals met")
+    return "\n".join(lines)
+
+
+def _compare_lines(compare: dict, checks: dict) -> list[str]:
+    lines = ["\n1. speed (median of interleaved rounds)",
+             f"{'model':<22}{'size':>10}{'train img/s ds/tv':>20}{'ratio':>7}  {'':<18}"
+             f"{'latency ms ds/tv':>20}{'ratio':>7}"]
+    for name, r in compare.items():
+        d, t = r["detseg"], r["torchvision"]
+        lines.append(f"{name:<22}{r['size']:>6} b{r['batch_size']:<2}"
+                     f"{d['train_ips']:>10.2f}/{t['train_ips']:<9.2f}{r['train_ratio']:>6.2f}x  "
+                     f"{_mark(checks, name + ' train detseg/torchvision'):<18}"
+                     f"{d['latency_ms']:>10.1f}/{t['latency_ms']:<9.1f}{r['latency_ratio']:>6.2f}x  "
+                     f"{_mark(checks, name + ' latency detseg/torchvision'):<18}"
+                     f"  detections {d['detections']}/{t['detections']}")
+        if "detseg_compiled" in r:
+            c = r["detseg_compiled"]
+            lines.append(f"{'  with test.compile':<58}{c['latency_ms']:>10.1f}/{t['latency_ms']:<9.1f}"
+                         f"{r['compiled_latency_ratio']:>6.2f}x  "
+                         f"{_mark(checks, name + ' latency detseg test.compile/torchvision'):<18}"
+                         f"  detections {c['detections']}/{t['detections']}")
+    return lines
+
+
+def _overhead_lines(o: dict | None, checks: dict) -> list[str]:
+    if not o:
+        return []
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in o["breakdown_ms"].items())
+    return [f"\n2. overhead, Faster R-CNN R50-FPN {o['size']}x{o['size']} batch 1 inference",
+            f"full {o['full_ms']:.1f} ms / backbone+neck {o['backbone_neck_ms']:.1f} ms = {o['ratio']:.2f}x  "
+            f"{_mark(checks, 'inference / backbone+neck')}",
+            f"breakdown (ms, mean of hooked runs, total {o['breakdown_total_ms']:.1f}): {parts}"]
+
+
+def _eval_lines(e: dict | None, checks: dict) -> list[str]:
+    if not e:
+        return []
+    lines = [f"\n3. COCO evaluation, {e['images']} images, {e['ground_truth']} objects, {e['detections']} detections "
+             "(evaluate+accumulate+summarize)"]
+    for iou_type in ("bbox", "segm"):
+        r = e[iou_type]
+        same = "identical" if r["identical"] else f"max difference {r['max_stat_diff']:.3g}"
+        lines.append(f"{iou_type:<5} pycocotools {r['pycocotools_s']:.2f} s, faster_coco_eval "
+                     f"{r['faster_coco_eval_s']:.2f} s: {r['speedup']:.1f}x  "
+                     f"{_mark(checks, iou_type + ' eval speed-up')}; 12 stats {same}  "
+                     f"{_mark(checks, iou_type + ' stats max difference')}")
+    return lines
+
+
+def _data_lines(data: dict, checks: dict) -> list[str]:
+    lines = ["\n4. data wait in real training (Trainer's data_time / time, after warm-up)"] if data else []
+    for name, r in data.items():
+        lines.append(f"{r['config']:<34} workers {r['num_workers']} batch {r['batch_size']}: "
+                     f"{r['data_ms']:.1f} / {r['step_ms']:.1f} ms = {r['fraction']:.3f}  "
+                     f"{_mark(checks, name + ' data wait / step')}")
+    return lines
+
+
+def _memory_lines(memory: dict, checks: dict) -> list[str]:
+    lines = ["\n5. peak memory of training (each side in its own process)"] if memory else []
+    for name, r in memory.items():
+        d, t = r["detseg"], r["torchvision"]
+        lines.append(f"{name:<22} {r['size']} b{r['batch_size']} x{r['iters']} iters: RSS {d['peak_rss_mb']:.0f} / "
+                     f"{t['peak_rss_mb']:.0f} MiB = {r['rss_ratio']:.2f}x  "
+                     f"{_mark(checks, name + ' peak RSS detseg/torchvision')}")
+        if "cuda_ratio" in r:
+            lines.append(f"{'':<22} CUDA max allocated {d['cuda_max_allocated_mb']:.0f} / "
+                         f"{t['cuda_max_allocated_mb']:.0f} MiB = {r['cuda_ratio']:.2f}x  "
+                         f"{_mark(checks, name + ' CUDA peak detseg/torchvision')}")
+    return lines
+
+
+def _gpu_lines(gpu: dict | None, checks: dict) -> list[str]:
+    if not gpu:
+        return ["\n6. GPU figures: no CUDA device here"]
+    d, t = gpu["detseg"], gpu["torchvision"]
+    h, w = gpu["size"]
+    return [f"\n6. GPU {gpu['device']}: Faster R-CNN R50-FPN {h}x{w}, bf16 autocast, detseg channels_last",
+            f"train img/s (batch {gpu['batch_size']}) {d['train_ips']:.1f} / {t['train_ips']:.1f} = "
+            f"{gpu['train_ratio']:.2f}x  {_mark(checks, 'GPU train detseg/torchvision')}",
+            f"infer img/s (batch 1) {d['infer_ips']:.1f} / {t['infer_ips']:.1f} = {gpu['infer_ratio']:.2f}x  "
+            f"{_mark(checks, 'GPU infer img/s detseg/torchvision')}"]

@@ -1,0 +1,139 @@
+"""tools/benchmark.py --compare-torchvision and its library, detseg.benchmarks (no timing is asserted)."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detseg.benchmarks.eval_speed import compare_backends, run_backend, synthetic_coco
+from detseg.benchmarks.memory import peak_rss_mb
+from detseg.benchmarks.overhead import PARTS, breakdown
+from detseg.benchmarks.report import check
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def coco_set():
+    return synthetic_coco(num_images=60)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_faster_coco_eval_gives_pycocotools_stats_on_the_synthetic_set(coco_set, iou_type):
+    pytest.importorskip("faster_coco_eval")
+    dataset, results = coco_set
+    slow, _ = run_backend("pycocotools", dataset, results, iou_type)
+    fast, _ = run_backend("faster_coco_eval", dataset, results, iou_type)
+    assert slow.shape == (12,)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-15)
+    # a parity worth having: a set that is neither perfect nor hopeless, with all object sizes
+    assert 0.1 < slow[0] < 0.9 and all(0 < s < 1 for s in slow[3:6])
+
+
+def test_synthetic_coco_set_is_deterministic_and_realistically_sized(coco_set):
+    dataset, results = coco_set
+    again = synthetic_coco(num_images=60)
+    assert json.dumps(again, sort_keys=True) == json.dumps(coco_set, sort_keys=True)
+    assert len(dataset["images"]) == 60 and len(results) == 60 * 100
+    assert 4 * 60 <= len(dataset["annotations"]) <= 10 * 60
+    assert all(isinstance(a["segmentation"], list) for a in dataset["annotations"])  # polygons
+    assert all(set(r["segmentation"]) == {"size", "counts"} for r in results)  # RLE
+
+
+def test_compare_backends_reports_speedup_arithmetic():
+    pytest.importorskip("faster_coco_eval")
+    report = compare_backends(num_images=8, iou_types=("bbox",))
+    r = report["bbox"]
+    assert r["speedup"] == r["pycocotools_s"] / r["faster_coco_eval_s"]
+    assert r["max_stat_diff"] <= 1e-12 and report["detections"] == 800
+
+
+def test_overhead_breakdown_parts_fit_in_the_total():
+    import torch
+
+    from detseg.benchmark import synthetic_images, to_batch
+    from detseg.config import load_config
+    from detseg.models.build import build_model
+
+    cfg = load_config(ROOT / "configs/faster_rcnn/shapes.yaml", ["model.backbone.width=0.25"])
+    model = build_model(cfg.model, 3).eval()
+    batch = to_batch(*synthetic_images(1, 96))
+    hooks_before = len(model.backbone._forward_hooks)
+    result = breakdown(model, batch, calls=2)
+    parts = result["parts_ms"]
+    assert set(parts) == {*PARTS, "other"}
+    named = sum(v for k, v in parts.items() if k != "other")
+    assert all(v > 0 for k, v in parts.items() if k != "other"), parts
+    assert named <= result["total_ms"] and parts["other"] == pytest.approx(result["total_ms"] - named)
+    # the hooks and wrappers are gone afterwards: the model is the one we were given
+    assert len(model.backbone._forward_hooks) == hooks_before and "preprocess" not in vars(model)
+    with torch.no_grad():
+        assert isinstance(model(batch, mode="predict"), list)
+
+
+def test_probe_reports_its_own_peak_not_its_parents():
+    big = np.ones(300 * 2**20 // 8)  # 300 MiB in this process, which a fork would carry as ru_maxrss
+    code = "from detseg.benchmarks.memory import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout)
+    assert 5 < child < 250  # a fresh interpreter that imported detseg.benchmarks.memory, not 300 MiB more
+    assert peak_rss_mb() > big.nbytes / 2**20
+
+
+def test_check_marks_goals():
+    assert check("x", 1.4, ">=", 1.3)["pass"] and not check("x", 1.2, ">=", 1.3)["pass"]
+    assert not check("x", float("nan"), "<=", 1.0)["pass"]
+    assert check("x", 0.05, "<", 0.1) == {"name": "x", "value": 0.05, "op": "<", "goal": 0.1, "pass": True}
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _numbers(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from _numbers(v)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield tree
+
+
+@pytest.mark.slow
+def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
+    out = tmp_path / "compare.json"
+    cmd = [sys.executable, "tools/benchmark.py", "--compare-torchvision", "--quick", "--json", str(out),
+           "--shapes", str(shapes_root)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert {"machine", "compare", "overhead", "eval", "data_wait", "memory", "gpu", "checks"} <= set(r)
+    assert set(r["compare"]) == {"faster_rcnn_r50_fpn", "mask_rcnn_r50_fpn", "ssd300_vgg16"}
+    for row in r["compare"].values():
+        d, t = row["detseg"], row["torchvision"]
+        assert row["train_ratio"] == d["train_ips"] / t["train_ips"]
+        assert row["latency_ratio"] == d["latency_ms"] / t["latency_ms"]
+    o = r["overhead"]
+    assert o["ratio"] == o["full_ms"] / o["backbone_neck_ms"]
+    assert sum(v for k, v in o["breakdown_ms"].items() if k != "other") <= o["breakdown_total_ms"]
+    for iou_type in ("bbox", "segm"):
+        e = r["eval"][iou_type]
+        assert e["speedup"] == e["pycocotools_s"] / e["faster_coco_eval_s"] and e["max_stat_diff"] <= 1e-12
+    assert set(r["data_wait"]) == {"faster_rcnn", "ssd", "mask_rcnn"}
+    for row in r["data_wait"].values():
+        assert row["fraction"] == row["data_ms"] / row["step_ms"] and row["iters"] == 2
+    for row in r["memory"].values():
+        assert 100 < row["detseg"]["peak_rss_mb"] < 64 * 1024
+        assert row["rss_ratio"] == row["detseg"]["peak_rss_mb"] / row["torchvision"]["peak_rss_mb"]
+    numbers = list(_numbers({k: r[k] for k in ("compare", "overhead", "data_wait", "memory")}))
+    assert numbers and all(math.isfinite(x) for x in numbers)
+    assert all(row[side][k] > 0 for row in r["compare"].values() for side in ("detseg", "torchvision")
+               for k in ("train_ips", "latency_ms"))
+    names = {c["name"] for c in r["checks"]}
+    assert "inference / backbone+neck" in names and "segm eval speed-up" in names and len(names) >= 15
+    assert all(c["pass"] == {">=": c["value"] >= c["goal"], "<=": c["value"] <= c["goal"],
+                             "<": c["value"] < c["goal"]}[c["op"]] for c in r["checks"])
+    for line in ("1. speed", "2. overhead", "3. COCO evaluation", "4. data wait", "5. peak memory", "6. GPU"):
+        assert line in result.stdout
+    assert "PASS" in result.stdout or "MISS" in result.stdout
