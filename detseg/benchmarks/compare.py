@@ -115,6 +115,9 @@ def contender(name: str, side: str, batch_size: int, size: int, device: str = "c
 def compiled_contender(base: Contender, cfg, images, targets) -> Contender:
     """detseg with ``test.compile`` (detseg.engine.compile) on a copy of ``base``'s weights; inference only."""
     model = copy.deepcopy(base.model)
+    # compiled code is cached per forward's code object: the models compared before would count
+    # against the recompile limit of this one's (a shared RPN head compiles once per FPN level)
+    torch._dynamo.reset()
     compile_for_inference(model)
     single = to_batch(images[:1], targets[:1])
     return Contender(model, base.train_step, _predictor(model, lambda: model(single, mode="predict")), base.count)
