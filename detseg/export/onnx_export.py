@@ -113,6 +113,7 @@ def _compare_detections(reference, exported) -> dict[str, float]:
     diff = {"detections": float(len(reference))}
     if len(reference) == 0:
         return diff
+    exported = exported[_pair_detections(reference, exported)]
     diff["boxes"] = (reference.boxes - exported.boxes).abs().max().item()
     diff["scores"] = (reference.scores - exported.scores).abs().max().item()
     diff["labels"] = (reference.labels != exported.labels).float().mean().item()
@@ -121,6 +122,22 @@ def _compare_detections(reference, exported) -> dict[str, float]:
         union = (reference.masks | exported.masks).sum().item()
         diff["masks"] = 1.0 - inter / union if union else 0.0
     return diff
+
+
+def _pair_detections(reference, exported) -> torch.Tensor:
+    """Index of the exported detection paired with each reference one: same label, nearest box among
+    those with a score within tolerance. Detections whose scores tie to float rounding may come out of
+    the two runtimes' sorts in either order; pairing keeps such swaps from reading as box errors."""
+    order, used = [], torch.zeros(len(exported), dtype=torch.bool)
+    box_gap = torch.cdist(reference.boxes.float(), exported.boxes.float(), p=float("inf"))
+    close = (reference.scores[:, None] - exported.scores[None, :]).abs() <= TOLERANCES["scores"]
+    close &= reference.labels[:, None] == exported.labels[None, :]
+    for i in range(len(reference)):
+        candidates = torch.where(close[i] & ~used)[0]
+        j = int(candidates[box_gap[i, candidates].argmin()]) if len(candidates) else int((~used).nonzero()[0])
+        used[j] = True
+        order.append(j)
+    return torch.tensor(order, dtype=torch.long)
 
 
 def _compare_semantic(model, batch: Batch, logits: np.ndarray) -> dict[str, float]:
