@@ -167,11 +167,31 @@ class _SlowingDetector(DummyDetector):
         return super().forward(batch, mode)
 
 
+class _SpeedingDetector(DummyDetector):
+    def forward(self, batch, mode="loss"):
+        if self.forwards >= 25:
+            self.clock.sec_per_forward = 0.45  # the first window ran slow (a machine warming up)
+        return super().forward(batch, mode)
+
+
+def test_refit_gives_back_the_time_a_slow_start_took(tmp_path):
+    clock = FakeClock(sec_per_forward=0.6)
+    trainer = Trainer(_budget_cfg(tmp_path), _SpeedingDetector(clock=clock), loader_factory(), clock=clock)
+    trainer.train()
+    # first fit at iteration 25 (15 s, 0.6 s/it): 25 + 45 // 0.6 = 100 iterations. The refit at
+    # 18 s (iteration 32: 18.15 s) times 27 iterations in 15.15 s: 32 + 41.85 // 0.561 = 106
+    assert trainer.iteration == trainer.max_iters == 106
+    assert clock.now <= 60.0
+    assert load_checkpoint(tmp_path / "last.pt")["max_iters"] == 106
+
+
 def test_run_stops_when_the_wall_clock_runs_out(tmp_path):
     clock = FakeClock(sec_per_forward=0.5)
     torch.manual_seed(0)
     trainer = Trainer(_budget_cfg(tmp_path), _SlowingDetector(clock=clock), loader_factory(), clock=clock)
     trainer.train()
-    # 30 it x 0.5 s = 15 s, then 2 s/it: the check before iteration 54 sees 61 s >= 60 s
-    assert trainer.max_iters == 120 and trainer.iteration == 53
+    # 30 it x 0.5 s = 15 s, then 2 s/it. The refit at 30% of the budget (19 s, iteration 32)
+    # sees 16.5 s over 27 iterations and shortens the run to 99, but the step time has
+    # quadrupled: the check before iteration 54 sees 61 s >= 60 s and ends the run there.
+    assert trainer.max_iters == 99 and trainer.iteration == 53
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 53
