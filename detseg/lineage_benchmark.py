@@ -132,10 +132,13 @@ def _few_proposals(batch, count: int):
 
 
 def run_lineage(config: str | Path, overrides: list[str], num_images: int = 4, repeats: int = 1,
-                proposals: int | None = None, trained: bool = False) -> dict:
+                proposals: int | None = None, trained: bool = False, rcnn_warp: int | None = None) -> dict:
     """``proposals``: time every model on exactly this many boxes per image (see ``top_up``).
-    ``trained``: load each config's ``<train.output_dir>/last.pt``; random weights otherwise."""
+    ``trained``: load each config's ``<train.output_dir>/last.pt``; random weights otherwise.
+    ``rcnn_warp``: R-CNN's warp size for this run (its head pools globally, so trained weights still fit)."""
     configs = lineage_configs(config, overrides)
+    if rcnn_warp is not None:
+        set_rcnn_warp(configs["rcnn"][1], rcnn_warp)
     _, fast_cfg = configs["fast_rcnn"]
     dataset = build_dataset(fast_cfg.data, "val", train=False)
     count = min(num_images, len(dataset))
@@ -154,9 +157,16 @@ def run_lineage(config: str | Path, overrides: list[str], num_images: int = 4, r
         conv, full, params = time_model(arch, cfg, batches, num_classes, repeats, weights)
         total = full if arch == "faster_rcnn" else full + ss_ms
         rows.append(LineageTiming(arch, path, params, conv, full, total))
-    return {"images": count, "threads": torch.get_num_threads(), "selective_search_ms": ss_ms,
+    return {"images": count, "threads": torch.get_num_threads(), "rcnn_warp": configs["rcnn"][1].model.rcnn.warp_size, "selective_search_ms": ss_ms,
             "selective_search_boxes": found, "proposals_per_image": float(np.mean([len(b) for b in boxes.values()])),
             "models": [vars(r) for r in rows], "speedup_vs_rcnn": speedups(rows)}
+
+
+def set_rcnn_warp(cfg: Config, warp: int) -> None:
+    """Warp size and context padding in the papers' proportion (16 px at 227)."""
+    if warp < 8:
+        raise ValueError(f"--rcnn-warp must be at least 8 pixels, got {warp}")
+    cfg.model.rcnn.warp_size, cfg.model.rcnn.context_padding = warp, round(16 * warp / 227)
 
 
 def speedups(rows: list[LineageTiming]) -> dict[str, dict[str, float]]:
@@ -168,7 +178,7 @@ def speedups(rows: list[LineageTiming]) -> dict[str, dict[str, float]]:
 def format_lineage(report: dict) -> str:
     lines = [f"{report['images']} images, {report['proposals_per_image']:.0f} proposals per image (selective search "
              f"found {report['selective_search_boxes']:.0f} in {report['selective_search_ms']:.0f} ms per image), "
-             f"{report['threads']} threads",
+             f"R-CNN warp {report['rcnn_warp']} px, {report['threads']} threads",
              f"{'model':<12} {'params':>11} {'conv ms':>9} {'model ms':>9} {'total ms':>9}"
              f"   speed-up vs R-CNN: conv / model / total"]
     for row in report["models"]:

@@ -11,7 +11,9 @@ on the same backbone beside a one-stage model (configs/faster_rcnn/voc_vgg16.yam
 --lineage [--images N]: R-CNN, SPPnet, Fast R-CNN and Faster R-CNN (the configs of CONFIG's file name
 under configs/{rcnn,sppnet,fast_rcnn,faster_rcnn}/) on the same validation images: per-image test time
 of the convolutional part, of the model with proposals given, and with selective search included, and
-the speed-ups over R-CNN, e.g. python tools/benchmark.py configs/fast_rcnn/shapes.yaml --lineage
+the speed-ups over R-CNN, e.g. python tools/benchmark.py configs/fast_rcnn/shapes.yaml --lineage.
+--rcnn-warp 227 times R-CNN at the papers' warp (227 px, 16 px context) instead of its config's (the
+shapes config trains at 64 px): R-CNN's cost grows with the warped area, the other three do not change.
 
 --zoo: every architecture trained and evaluated on the shapes data under one CPU budget, in one table
 (zoo.md, zoo.json, zoo.png); python tools/benchmark.py --zoo --help
@@ -56,6 +58,8 @@ def main() -> int:
     parser.add_argument("--proposals", type=int, default=None,
                         help="--lineage: exactly this many boxes per image (selective search's, topped up with "
                              "random boxes: simple synthetic images give far fewer than a photo's ~2000)")
+    parser.add_argument("--rcnn-warp", type=int, default=None,
+                        help="--lineage: R-CNN's warp size (context padding scaled from the papers' 16 at 227)")
     args = parser.parse_intermixed_args()
     if args.lineage:
         return run_lineage_benchmark(args)
@@ -109,7 +113,7 @@ def run_lineage_benchmark(args) -> int:
     from detseg.lineage_benchmark import format_lineage, run_lineage
 
     report = run_lineage(args.config, args.overrides, args.images, max(1, args.iters // 5), args.proposals,
-                         args.trained)
+                         args.trained, args.rcnn_warp)
     print(format_lineage(report))
     if args.json:
         with open(args.json, "w") as f:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,13 +33,13 @@ def test_lineage_benchmark_times_the_four_region_models_on_the_same_images(tmp_p
     tiny = ["model.backbone.width=0.25", "model.rcnn.warp_size=32", "model.rcnn.context_padding=4",
             "data.min_size_test=96", "data.max_size_test=128"]
     cmd = [sys.executable, "tools/benchmark.py", "configs/fast_rcnn/shapes.yaml", "--lineage", "--images", "1",
-           "--proposals", "40", "--iters", "1", "--json", str(out), *tiny, *data]
+           "--proposals", "40", "--iters", "1", "--rcnn-warp", "40", "--json", str(out), *tiny, *data]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     rows = {r["arch"]: r for r in report["models"]}
     assert list(rows) == ["rcnn", "sppnet", "fast_rcnn", "faster_rcnn"]
-    assert report["images"] == 1 and report["proposals_per_image"] == 40
+    assert report["images"] == 1 and report["proposals_per_image"] == 40 and report["rcnn_warp"] == 40
     for arch, row in rows.items():
         cfg = load_config(ROOT / "configs" / arch / "shapes.yaml", tiny)
         assert row["params"] == sum(p.numel() for p in build_model(cfg.model, 6).parameters()), arch
@@ -49,6 +51,19 @@ def test_lineage_benchmark_times_the_four_region_models_on_the_same_images(tmp_p
         assert rows[arch]["total_ms"] == rows[arch]["model_ms"] + report["selective_search_ms"]
     assert rows["faster_rcnn"]["total_ms"] == rows["faster_rcnn"]["model_ms"]
     assert "speed-up vs R-CNN" in result.stdout
+
+
+def test_rcnn_warp_keeps_the_papers_context_proportion():
+    from detseg.config import load_config
+    from detseg.lineage_benchmark import set_rcnn_warp
+
+    cfg = load_config(ROOT / "configs" / "rcnn" / "shapes.yaml")
+    set_rcnn_warp(cfg, 227)
+    assert (cfg.model.rcnn.warp_size, cfg.model.rcnn.context_padding) == (227, 16)
+    set_rcnn_warp(cfg, 64)
+    assert (cfg.model.rcnn.warp_size, cfg.model.rcnn.context_padding) == (64, 5)
+    with pytest.raises(ValueError, match="--rcnn-warp"):
+        set_rcnn_warp(cfg, 4)
 
 
 def test_mask_rcnn_twin_is_the_same_model_in_torchvision():

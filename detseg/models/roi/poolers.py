@@ -8,18 +8,18 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, roi_pool
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
 from detseg.models.backbones.base import FeatureSpec
-from detseg.models.roi.threaded_roi_align import threaded_roi_align
+from detseg.models.roi.threaded_roi_ops import as_rois, threaded_roi_align, threaded_roi_pool
 
 
 class RoIAlignPooler(nn.Module):
     """RoIAlign on one map, or FPN's level assignment (k0 = 4, canonical 224) over several.
 
     torchvision's rules (its MultiScaleRoIAlign and LevelMapper); on the CPU each level's RoIAlign runs
-    threaded (threaded_roi_align), elsewhere and when traced for export torchvision's module runs as is.
+    threaded (threaded_roi_ops), elsewhere and when traced for export torchvision's module runs as is.
     """
 
     def __init__(self, in_features: list[str], strides: list[int], resolution: int, sampling_ratio: int):
@@ -34,7 +34,7 @@ class RoIAlignPooler(nn.Module):
         maps = [features[k] for k in self.in_features]
         if maps[0].device.type != "cpu" or torch.jit.is_tracing():
             return self.op(features, boxes, image_sizes)
-        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        rois = as_rois(boxes)
         if len(maps) == 1:
             return self._align(maps[0], rois, self.scales[0])
         levels = self.mapper(boxes)
@@ -49,14 +49,14 @@ class RoIAlignPooler(nn.Module):
 
 
 class RoIPoolPooler(nn.Module):
-    """Fast R-CNN's max-pooling RoIPool on a single feature map."""
+    """Fast R-CNN's max-pooling RoIPool on a single feature map (threaded on the CPU: threaded_roi_ops)."""
 
     def __init__(self, in_feature: str, stride: int, resolution: int):
         super().__init__()
         self.in_feature, self.scale, self.resolution = in_feature, 1.0 / stride, resolution
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
-        return roi_pool(features[self.in_feature], boxes, self.resolution, self.scale)
+        return threaded_roi_pool(features[self.in_feature], boxes, self.resolution, self.scale)
 
 
 class SPPPooler(nn.Module):
@@ -84,11 +84,12 @@ class SPPPooler(nn.Module):
         return self._pool(features[self.in_feature], boxes)
 
     def _pool(self, feature: Tensor, rois) -> Tensor:
-        return torch.cat([roi_pool(feature, rois, l, self.scale).flatten(1) for l in self.levels], dim=1)
+        rois = as_rois(rois)
+        return torch.cat([threaded_roi_pool(feature, rois, l, self.scale).flatten(1) for l in self.levels], dim=1)
 
     def _multi_scale(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
         """Each RoI pooled from the one scale where its side (sqrt of area) is closest to the canonical size."""
-        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
+        rois = as_rois(boxes)
         side = ((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])).clamp(min=0).sqrt()
         scales = rois.new_tensor(self.test_scales)
         best = (side[:, None] * scales[None, :] - self.canonical_size).abs().argmin(dim=1)

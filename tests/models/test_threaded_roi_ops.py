@@ -1,10 +1,10 @@
-"""The threaded CPU RoIAlign and the multi-level pooler equal torchvision's ops (forward and gradients)."""
+"""The threaded CPU RoIAlign / RoIPool and the multi-level pooler equal torchvision's ops (forward and gradients)."""
 import pytest
 import torch
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from detseg.models.roi import threaded_roi_align as tra
-from detseg.models.roi.poolers import RoIAlignPooler
+from detseg.models.roi import threaded_roi_ops as tra
+from detseg.models.roi.poolers import RoIAlignPooler, RoIPoolPooler, SPPPooler
 
 
 def random_rois(num: int, num_images: int, size: float, seed: int = 0) -> torch.Tensor:
@@ -57,3 +57,29 @@ def test_multilevel_pooler_equals_multiscale_roialign(two_threads):
     ours = RoIAlignPooler(names, strides, 7, 2)(features, boxes, [(size, size)] * 2)
     ref = MultiScaleRoIAlign(names, 7, 2)(features, boxes, [(size, size)] * 2)
     assert torch.equal(ours, ref)
+
+
+def test_roi_pool_forward_is_bit_identical_and_gradient_matches(two_threads):
+    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
+    rois = random_rois(300, 2, 80, seed=3)
+    assert tra._num_chunks(feats, rois) == 2
+    ours = tra.threaded_roi_pool(feats, rois, 7, 0.25)
+    ref = roi_pool(feats, rois, 7, 0.25)
+    assert torch.equal(ours, ref)
+    weights = torch.randn_like(ref)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feats)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), feats)
+    torch.testing.assert_close(grad_ours, grad_ref, atol=1e-5, rtol=1e-5)
+    assert grad_ref.abs().sum() > 0
+
+
+def test_roi_pool_and_spp_poolers_equal_torchvision_on_per_image_boxes(two_threads):
+    feats = torch.randn(2, 8, 32, 32)
+    rois = random_rois(400, 2, 128, seed=4)
+    boxes = [rois[rois[:, 0] == i, 1:] for i in range(2)]
+    ordered = torch.cat([rois[rois[:, 0] == i] for i in range(2)])
+    pooled = RoIPoolPooler("s4", 4, 7)({"s4": feats}, boxes, None)
+    assert torch.equal(pooled, roi_pool(feats, ordered, 7, 0.25))
+    spp = SPPPooler("s4", 4, [4, 2, 1], channels=8)({"s4": feats}, boxes, None)
+    expected = torch.cat([roi_pool(feats, ordered, l, 0.25).flatten(1) for l in (4, 2, 1)], 1)
+    assert torch.equal(spp, expected)
