@@ -55,16 +55,18 @@ class MaskRoIHeads(RoIHeads):
 
     def mask_targets(self, rois: Tensor, image_idx: Tensor, matched: Tensor, batch: Batch) -> Tensor:
         """Each RoI's matched ground-truth mask, cut out by the RoI and resized to M x M (soft, in [0, 1]).
-        Crowd regions are never matched, so they never become mask targets."""
-        gt_masks = torch.cat([m[~c] for m, c in zip(batch.masks, batch.iscrowd)])
-        offsets = torch.tensor([0, *[int((~c).sum()) for c in batch.iscrowd]], device=rois.device).cumsum(0)
-        which = (offsets[image_idx] + matched).to(rois.dtype)
-        boxes = torch.cat([which[:, None], rois], dim=1)
+        Crowd regions are never matched, so they never become mask targets. One image at a time, so
+        only one image's masks exist as float at full resolution (the peak memory of a step)."""
         size = (self.mask_size, self.mask_size)
-        # aligned=True: pixel i covers [i, i + 1), so a RoI equal to a box mask's box gives all ones
-        # (torchvision's aligned=False shifts by half a pixel and blurs the mask's far edges)
-        gt = gt_masks[:, None].to(rois.dtype)
-        return roi_align(gt, boxes, size, spatial_scale=1.0, sampling_ratio=0, aligned=True)[:, 0]
+        targets = []
+        for i, (masks, crowd) in enumerate(zip(batch.masks, batch.iscrowd)):
+            chosen = image_idx == i  # RoIs come image-major from sample(), so the concatenation keeps their order
+            gt = masks[~crowd][:, None].to(rois.dtype)
+            boxes = torch.cat([matched[chosen, None].to(rois.dtype), rois[chosen]], dim=1)
+            # aligned=True: pixel i covers [i, i + 1), so a RoI equal to a box mask's box gives all ones
+            # (torchvision's aligned=False shifts by half a pixel and blurs the mask's far edges)
+            targets.append(roi_align(gt, boxes, size, spatial_scale=1.0, sampling_ratio=0, aligned=True)[:, 0])
+        return torch.cat(targets)
 
     @torch.no_grad()
     def predict(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> list[Instances]:
