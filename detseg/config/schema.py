@@ -133,6 +133,9 @@ class FCNConfig:
     dropout: float = 0.5  # after each fc conv (paper 0.5); the "torchvision" head uses 0.1
     # the paper learns the x2 upsamplings but keeps the final one (x8/x16/x32) fixed to bilinear
     learn_final_upsampling: bool = False
+    # train on the hardest fraction of labelled pixels per batch (bootstrapped cross-entropy); null: all
+    # pixels, as the paper. For data where a plain background covers most pixels (shapes: ~90%)
+    hard_pixel_fraction: float | None = None
     aux_loss: bool = False  # a torchvision FCNHead on aux_in_feature, trained with weight aux_weight
     aux_in_feature: str = "s16"
     aux_weight: float = 0.5

@@ -98,6 +98,38 @@ def test_loss_ignores_255_and_needs_targets():
         semantic_loss(logits, batch, "fcn")
 
 
+def test_hard_pixel_loss_averages_the_hardest_labelled_pixels():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 10, 10, generator=g, requires_grad=True)
+    target = torch.randint(0, 4, (2, 10, 10), generator=g)
+    target[0, :, 7:] = 255  # 30 ignored pixels: 170 labelled
+    batch = Batch(images=torch.zeros(2, 3, 10, 10, dtype=torch.uint8), image_sizes=[(10, 10)] * 2,
+                  orig_sizes=[(10, 10)] * 2, image_ids=[0, 1], sem_seg=target)
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")[target != 255]
+    expected = per_pixel.sort(descending=True).values[:42].mean()  # round(0.25 * 170) = 42
+    got = semantic_loss(logits, batch, "fcn", hard_fraction=0.25)["loss_fcn_ce"]
+    torch.testing.assert_close(got, expected)
+    everything = semantic_loss(logits, batch, "fcn", hard_fraction=1.0)["loss_fcn_ce"]
+    torch.testing.assert_close(everything, semantic_loss(logits, batch, "fcn")["loss_fcn_ce"])
+    (grad,) = torch.autograd.grad(got, logits)
+    assert (grad.abs().sum(1) > 0).sum() == 42  # only the kept pixels are trained
+    batch.sem_seg = torch.full_like(target, 255)
+    assert semantic_loss(logits, batch, "fcn", hard_fraction=0.25)["loss_fcn_ce"].item() == 0.0
+    with pytest.raises(ValueError, match="hard_pixel_fraction"):
+        semantic_loss(logits, batch, "fcn", hard_fraction=1.5)
+
+
+def test_fcn_head_reads_hard_pixel_fraction_from_the_config():
+    hard, plain = _model("model.fcn.hard_pixel_fraction=0.25"), _model()
+    assert hard.head.hard_fraction == 0.25 and plain.head.hard_fraction is None
+    batch = _batch([(64, 64)])
+    hard.eval(), plain.eval()  # same seed, same weights: only the loss's pixel selection differs
+    with torch.no_grad():
+        hard_loss = hard(batch, mode="loss")["loss_fcn_ce"]
+        plain_loss = plain(batch, mode="loss")["loss_fcn_ce"]
+    assert hard_loss > plain_loss  # the hardest quarter has a higher mean than all pixels
+
+
 def test_predict_crops_padding_then_resizes_to_the_original_size():
     # class 1 on the left half of each image, class 2 on the right; junk (class 0) in the padding
     logits = torch.zeros(2, 3, 8, 12)

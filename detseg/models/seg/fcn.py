@@ -87,6 +87,7 @@ class FCNSkipHead(nn.Module):
             nn.init.zeros_(skip.bias)
         self.ups = nn.ModuleList(_upsample(channels, deep // shallow) for deep, shallow in zip(strides, strides[1:]))
         self.final_up = _upsample(channels, strides[-1], learned=cfg.learn_final_upsampling)
+        self.hard_fraction = cfg.hard_pixel_fraction
 
     def forward(self, features: dict[str, Tensor], out_hw: tuple[int, int]) -> Tensor:
         logits = self.scores[0](self.fc(features[self.in_features[0]]))
@@ -96,7 +97,7 @@ class FCNSkipHead(nn.Module):
         return _fit(self.final_up(logits), out_hw)
 
     def loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
-        return semantic_loss(logits, batch, "fcn")
+        return semantic_loss(logits, batch, "fcn", hard_fraction=self.hard_fraction)
 
     def predict(self, logits: Tensor, batch: Batch) -> list[Tensor]:
         return semantic_predict(logits, batch)
