@@ -52,9 +52,9 @@ class Trainer:
     FIT_SKIP = 5  # first iterations excluded from the speed estimate (allocator, cudnn autotune, workers starting)
     FIT_WINDOW = 20  # iterations timed to estimate seconds per iteration
     # The first estimate runs while the machine is still warming up (caches, page faults, other
-    # jobs settling) and has been 10% pessimistic on a 2-core CPU; one refit at this fraction of
-    # the budget, timed over every iteration since FIT_SKIP, gives the run back what it cost.
-    REFIT_FRACTION = 0.3
+    # jobs settling) and has been 10-20% pessimistic on a 2-core CPU; refits at these fractions of
+    # the budget, each timed over the iterations since the previous fit, follow the real speed.
+    REFIT_FRACTIONS = (0.3, 0.6)
 
     def __init__(self, cfg: Config, model: nn.Module, train_loader_factory: LoaderFactory,
                  evaluate_fn: EvaluateFn | None = None, output_dir: str | Path | None = None,
@@ -66,8 +66,9 @@ class Trainer:
         self.iteration = 0
         self.max_iters = cfg.train.max_iters
         self.schedule_fitted = False
-        self._fit_start: float | None = None  # clock at FIT_SKIP iterations into this job
-        self._refit_done = False
+        self._fit_mark: tuple[int, float] | None = None  # (iteration, clock) where the speed is timed from
+        self._refits_left = list(self.REFIT_FRACTIONS)
+        self._next_refit = -1  # iteration of the next refit (-1: none planned)
         self.best_metric: float | None = None
         self.elapsed_before = 0.0  # seconds spent by earlier (resumed-from) runs of this job
         self.last_metrics: dict[str, Any] = {}
@@ -398,27 +399,31 @@ class Trainer:
         return stop
 
     def _fit_schedule_to_budget(self) -> None:
-        """Time FIT_WINDOW iterations after FIT_SKIP, then shorten the run (and its lr
-        schedule) to what fits in the remaining budget; refit once at REFIT_FRACTION of
-        the budget from the longer window. Done once per job: a resumed run keeps the
-        schedule it saved."""
+        """Time FIT_WINDOW iterations after FIT_SKIP, then shorten the run (and its lr schedule)
+        to what fits in the remaining budget; refit when each of REFIT_FRACTIONS of the budget is
+        expected to be spent, from the iterations since the previous fit. Refits happen at
+        iterations rank 0 chose and broadcast, so every rank takes part. Done within one job: a
+        resumed run keeps the schedule it saved."""
         budget = self.cfg.train.max_minutes
-        if budget is None or self._refit_done:
+        if budget is None:
             return
         done = self.iteration - self.start_iter
         if done == self.FIT_SKIP and not self.schedule_fitted:
-            self._fit_start = self.clock()
-        if self._fit_start is None:
+            self._fit_mark = (self.iteration, self.clock())
+        first = not self.schedule_fitted and self._fit_mark is not None and done - self.FIT_SKIP == self.FIT_WINDOW
+        if not (first or self.iteration == self._next_refit):
             return
-        timed = done - self.FIT_SKIP
-        first = not self.schedule_fitted and timed == self.FIT_WINDOW
-        refit = self.schedule_fitted and self._elapsed() >= self.REFIT_FRACTION * budget * 60.0
-        if not (first or refit):
-            return
-        sec_per_iter = (self.clock() - self._fit_start) / timed
-        fitted = iters_in_budget(sec_per_iter, self._elapsed(), budget * 60.0, self.iteration, self.cfg.train.max_iters)
-        self._refit_done = refit
-        self._apply_fit(du.broadcast_object(fitted), sec_per_iter)
+        mark_iter, mark_time = self._fit_mark
+        sec_per_iter = (self.clock() - mark_time) / (self.iteration - mark_iter)
+        self._fit_mark = (self.iteration, self.clock())
+        budget_s, elapsed = budget * 60.0, self._elapsed()
+        fitted = iters_in_budget(sec_per_iter, elapsed, budget_s, self.iteration, self.cfg.train.max_iters)
+        next_refit = -1
+        if self._refits_left:
+            wait = max(1, int((self._refits_left.pop(0) * budget_s - elapsed) / max(sec_per_iter, 1e-9)))
+            next_refit = self.iteration + wait
+        fitted, self._next_refit = du.broadcast_object((fitted, next_refit))
+        self._apply_fit(fitted, sec_per_iter)
 
     def _apply_fit(self, fitted: int, sec_per_iter: float) -> None:
         before = self.max_iters

@@ -162,7 +162,7 @@ def test_fitted_schedule_survives_resume(tmp_path):
 
 class _SlowingDetector(DummyDetector):
     def forward(self, batch, mode="loss"):
-        if self.forwards >= 30:
+        if self.forwards >= 80:
             self.clock.sec_per_forward = 2.0  # the estimate turns out far too optimistic
         return super().forward(batch, mode)
 
@@ -170,19 +170,26 @@ class _SlowingDetector(DummyDetector):
 class _SpeedingDetector(DummyDetector):
     def forward(self, batch, mode="loss"):
         if self.forwards >= 25:
-            self.clock.sec_per_forward = 0.45  # the first window ran slow (a machine warming up)
+            self.clock.sec_per_forward = 0.4  # the first window ran slow (a machine warming up)
         return super().forward(batch, mode)
 
 
 def test_refit_gives_back_the_time_a_slow_start_took(tmp_path):
     clock = FakeClock(sec_per_forward=0.6)
     trainer = Trainer(_budget_cfg(tmp_path), _SpeedingDetector(clock=clock), loader_factory(), clock=clock)
+    said = []
+    trainer._say = said.append
     trainer.train()
-    # first fit at iteration 25 (15 s, 0.6 s/it): 25 + 45 // 0.6 = 100 iterations. The refit at
-    # 18 s (iteration 32: 18.15 s) times 27 iterations in 15.15 s: 32 + 41.85 // 0.561 = 106
-    assert trainer.iteration == trainer.max_iters == 106
+    fits = [line for line in said if line.startswith("time budget")]
+    assert [f.split("(")[1].split(")")[0] for f in fits] == ["iteration 25", "iteration 30", "iteration 77"]
+    assert fits[0].endswith("1000 -> 100") and fits[1].endswith("100 -> 137") and fits[2].endswith("137 -> 137")
+    # first fit at iteration 25 (15 s, 0.6 s/it): 25 + 45 // 0.6 = 100 iterations, refit planned where
+    # 30% of the budget should be spent: 25 + 3 s / 0.6 = 30. There 5 iterations took 0.4 s each:
+    # 30 + 43 // 0.4 = 137, next refit at 30 + (36 - 17) s // 0.4 = 77 (35.8 s), which confirms 137
+    # (77 + 24.2 // 0.4); the run ends at 59.8 s
+    assert trainer.iteration == trainer.max_iters == 137
     assert clock.now <= 60.0
-    assert load_checkpoint(tmp_path / "last.pt")["max_iters"] == 106
+    assert load_checkpoint(tmp_path / "last.pt")["max_iters"] == 137
 
 
 def test_run_stops_when_the_wall_clock_runs_out(tmp_path):
@@ -190,8 +197,7 @@ def test_run_stops_when_the_wall_clock_runs_out(tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(_budget_cfg(tmp_path), _SlowingDetector(clock=clock), loader_factory(), clock=clock)
     trainer.train()
-    # 30 it x 0.5 s = 15 s, then 2 s/it. The refit at 30% of the budget (19 s, iteration 32)
-    # sees 16.5 s over 27 iterations and shortens the run to 99, but the step time has
-    # quadrupled: the check before iteration 54 sees 61 s >= 60 s and ends the run there.
-    assert trainer.max_iters == 99 and trainer.iteration == 53
-    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 53
+    # every fit (iterations 25, 36 and 72: 12.5, 18 and 36 s) sees 0.5 s/it: 120 iterations. From iteration 80 (40 s) a step
+    # takes 2 s, after the last refit: the check before iteration 91 sees 60 s and ends the run there.
+    assert trainer.max_iters == 120 and trainer.iteration == 90
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 90

@@ -23,16 +23,19 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def test_forward_is_bit_identical_and_gradient_matches(two_threads):
+@pytest.mark.parametrize("op, ours, ref", [
+    ("roi_align", lambda f, r: tra.threaded_roi_align(f, r, 7, 0.25, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
+    ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
+])
+def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, ref):
     feats = torch.randn(2, 8, 20, 24, requires_grad=True)
     rois = random_rois(300, 2, 80)
     assert tra._num_chunks(feats, rois) == 2  # the threaded path is the one under test
-    ours = tra.threaded_roi_align(feats, rois, 7, 0.25, 2)
-    ref = roi_align(feats, rois, 7, 0.25, 2)
-    assert torch.equal(ours, ref)
-    weights = torch.randn_like(ref)
-    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feats)
-    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), feats)
+    ours_out, ref_out = ours(feats, rois), ref(feats, rois)
+    assert torch.equal(ours_out, ref_out)
+    weights = torch.randn_like(ref_out)
+    (grad_ours,) = torch.autograd.grad((ours_out * weights).sum(), feats)
+    (grad_ref,) = torch.autograd.grad((ref_out * weights).sum(), feats)
     torch.testing.assert_close(grad_ours, grad_ref, atol=1e-5, rtol=1e-5)
     assert grad_ref.abs().sum() > 0
 
@@ -57,20 +60,6 @@ def test_multilevel_pooler_equals_multiscale_roialign(two_threads):
     ours = RoIAlignPooler(names, strides, 7, 2)(features, boxes, [(size, size)] * 2)
     ref = MultiScaleRoIAlign(names, 7, 2)(features, boxes, [(size, size)] * 2)
     assert torch.equal(ours, ref)
-
-
-def test_roi_pool_forward_is_bit_identical_and_gradient_matches(two_threads):
-    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
-    rois = random_rois(300, 2, 80, seed=3)
-    assert tra._num_chunks(feats, rois) == 2
-    ours = tra.threaded_roi_pool(feats, rois, 7, 0.25)
-    ref = roi_pool(feats, rois, 7, 0.25)
-    assert torch.equal(ours, ref)
-    weights = torch.randn_like(ref)
-    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feats)
-    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), feats)
-    torch.testing.assert_close(grad_ours, grad_ref, atol=1e-5, rtol=1e-5)
-    assert grad_ref.abs().sum() > 0
 
 
 def test_roi_pool_and_spp_poolers_equal_torchvision_on_per_image_boxes(two_threads):
