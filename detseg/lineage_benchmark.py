@@ -157,7 +157,8 @@ def run_lineage(config: str | Path, overrides: list[str], num_images: int = 4, r
         conv, full, params = time_model(arch, cfg, batches, num_classes, repeats, weights)
         total = full if arch == "faster_rcnn" else full + ss_ms
         rows.append(LineageTiming(arch, path, params, conv, full, total))
-    return {"images": count, "threads": torch.get_num_threads(), "rcnn_warp": configs["rcnn"][1].model.rcnn.warp_size, "selective_search_ms": ss_ms,
+    return {"images": count, "threads": torch.get_num_threads(), "rcnn_warp": configs["rcnn"][1].model.rcnn.warp_size,
+            "selective_search_ms": ss_ms,
             "selective_search_boxes": found, "proposals_per_image": float(np.mean([len(b) for b in boxes.values()])),
             "models": [vars(r) for r in rows], "speedup_vs_rcnn": speedups(rows)}
 
