@@ -9,8 +9,12 @@ OPENCV_CONTRIB := $(shell grep -i '^opencv-contrib-python-headless==' constraint
 DATA := data/shapes
 DEMO_CONFIG := configs/faster_rcnn/shapes.yaml
 DEMO_OUT := runs/demo
+# The shapes stand-in for ImageNet pre-training: a half-width ResNet-18 classifier of shape crops, whose
+# backbone seeds the YOLO and FCN shapes configs (their model.backbone.weights)
+CROPS := data/shape_crops
+SHAPES_BACKBONE := runs/classifier_shape_crops/last.pt
 
-.PHONY: install demo test dataset clean
+.PHONY: install demo test dataset shapes-backbone clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +34,15 @@ $(DATA)/annotations/instances_val.json: | install
 
 dataset: $(DATA)/annotations/instances_val.json
 
+$(CROPS)/.complete: | install
+	$(PY) tools/make_dataset.py shape-crops --out $(CROPS)
+	touch $@
+
+$(SHAPES_BACKBONE): | $(CROPS)/.complete
+	$(PY) tools/train.py configs/classification/shape_crops_resnet18.yaml
+
+shapes-backbone: $(SHAPES_BACKBONE)
+
 demo: install dataset
 	$(PY) tools/train.py $(DEMO_CONFIG) --output-dir $(DEMO_OUT)
 	$(PY) tools/eval.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt --output-dir $(DEMO_OUT)/eval
@@ -41,4 +54,4 @@ test: install
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(DEMO_OUT) $(DATA)
+	rm -rf $(DEMO_OUT) $(DATA) $(CROPS)

@@ -137,6 +137,9 @@ def arch_overrides(config: str, settings: ZooSettings) -> list[str]:
     """Data, input size, budget and proposal cache of this zoo run, then the user's overrides."""
     base = load_config(REPO / config)
     out = data_overrides(base, settings.data_root) + size_overrides(base, settings.image_size)
+    # every architecture from scratch, so a config that starts from a pre-trained backbone (YOLO and FCN
+    # on shapes) is not ahead of the others; the user's overrides can still give one
+    out.append("model.backbone.weights=null")
     if settings.iters:
         out += ["train.max_minutes=null", f"train.max_iters={settings.iters}"]
     else:

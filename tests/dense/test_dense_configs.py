@@ -60,7 +60,7 @@ def test_every_one_stage_config_builds_and_predicts(path):
 @pytest.fixture(scope="module", params=["yolo", "ssd"])
 def shapes_model(request):
     torch.manual_seed(0)
-    cfg = load_config(SHAPES[request.param])
+    cfg = load_config(SHAPES[request.param], ["model.backbone.weights=null"])
     return request.param, build_model(cfg.model, NUM_CLASSES)
 
 
@@ -140,4 +140,4 @@ def test_missing_feature_names_the_key():
     with pytest.raises(ValueError, match="model.ssd.in_features"):
         build_model(load_config(SHAPES["ssd"], ["model.ssd.in_features=[s8, s1024]"]).model, NUM_CLASSES)
     with pytest.raises(ValueError, match="model.yolo.in_feature"):
-        build_model(load_config(SHAPES["yolo"], ["model.yolo.in_feature=s64"]).model, NUM_CLASSES)
+        build_model(load_config(SHAPES["yolo"], ["model.yolo.in_feature=s64", "model.backbone.weights=null"]).model, NUM_CLASSES)

@@ -12,7 +12,7 @@ from detseg.models.seg.sem_seg import semantic_loss, semantic_predict
 from detseg.structures import Batch
 
 CONFIG = "configs/fcn/shapes_8s.yaml"
-TINY = ["model.backbone.width=0.25"]
+TINY = ["model.backbone.width=0.25", "model.backbone.weights=null"]
 NUM_CLASSES = 3
 
 

@@ -16,7 +16,7 @@ from detseg.evaluation.sem_seg import confusion_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/fcn/shapes_8s.yaml"
-TINY = ["model.backbone.width=0.25", "data.min_size_train=[96]", "data.max_size_train=128",
+TINY = ["model.backbone.width=0.25", "model.backbone.weights=null", "data.min_size_train=[96]", "data.max_size_train=128",
         "data.min_size_test=96", "data.max_size_test=128", "data.batch_size=4", "data.num_workers=0",
         "train.max_minutes=null", "train.max_iters=24", "solver.warmup_iters=5", "train.log_period=8",
         "train.checkpoint_period=24"]

@@ -25,8 +25,8 @@ BOX_ATOL, SCORE_ATOL, LOGIT_ATOL = TOLERANCES["boxes"], TOLERANCES["scores"], TO
 
 
 def tiny_model(config: str, overrides: list[str], seed: int = 0):
-    """(cfg, eval model) with random weights, 6 shapes classes."""
-    cfg = load_config(ROOT / config, overrides)
+    """(cfg, eval model) with random weights (no pre-trained backbone), 6 shapes classes."""
+    cfg = load_config(ROOT / config, ["model.backbone.weights=null", *overrides])
     cfg.model.num_classes, cfg.model.class_names = len(CLASSES), list(CLASSES)
     torch.manual_seed(seed)
     return cfg, build_model(cfg.model).eval()

@@ -90,6 +90,8 @@ def test_zoo_overrides_point_the_config_at_the_data_and_budget(tmp_path):
     fcn = arch_overrides("configs/fcn/shapes_8s.yaml", ZooSettings(output_dir=tmp_path, iters=3))
     assert "data.train.root=data/shapes/voc" in fcn and "train.max_iters=3" in fcn
     assert not any("cache_dir" in o for o in fcn)
+    # the FCN config starts from a pre-trained backbone; the zoo trains every architecture from scratch
+    assert "model.backbone.weights=null" in fcn and "model.backbone.weights=null" in fast
     with pytest.raises(ValueError, match="unknown architecture.*retinanet"):
         run_zoo(["retinanet"], settings)
 

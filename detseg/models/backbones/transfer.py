@@ -25,7 +25,9 @@ def training_checkpoint(weights: str | None) -> bool:
         return False
     if _looks_like_path(weights) and not Path(weights).is_file():
         raise FileNotFoundError(f"model.backbone.weights: no file {weights} (a pre-training run's "
-                                "checkpoint must exist before the model that starts from it is built)")
+                                "checkpoint must exist before the model that starts from it is built; "
+                                "`make shapes-backbone` writes runs/classifier_shape_crops/last.pt, or set "
+                                "model.backbone.weights=null to train from scratch)")
     return is_detseg_checkpoint(weights)
 
 
