@@ -23,6 +23,8 @@ def _backbone_and_neck(cfg):
     if cfg.neck.name != "none":
         _check_features("model.backbone.out_features", cfg.backbone.out_features, spec)
     neck = build_neck(cfg.neck, spec, cfg.backbone.out_features)
+    if neck is not None:
+        backbone.compute_only(cfg.backbone.out_features)
     return backbone, neck, (neck.output_spec() if neck is not None else spec)
 
 
@@ -80,6 +82,7 @@ def build_fcn(cfg, num_classes: int) -> Segmentor:
     _check_features("model.fcn.in_features", cfg.fcn.in_features[:reads], spec)
     if cfg.fcn.aux_loss:
         _check_features("model.fcn.aux_in_feature", [cfg.fcn.aux_in_feature], spec)
+    backbone.compute_only(cfg.fcn.in_features[:reads] + ([cfg.fcn.aux_in_feature] if cfg.fcn.aux_loss else []))
     head, aux = build_fcn_heads(cfg.fcn, spec, num_classes)
     return Segmentor(backbone, head, aux, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
@@ -88,6 +91,8 @@ def build_yolo(cfg, num_classes: int) -> OneStageDetector:
     """YOLO v1 on one feature map of any backbone (or neck)."""
     backbone, neck, spec = _backbone_and_neck(cfg)
     _check_features("model.yolo.in_feature", [cfg.yolo.in_feature], spec)
+    if neck is None:
+        backbone.compute_only([cfg.yolo.in_feature])
     return OneStageDetector(backbone, neck, YOLOHead(cfg.yolo, spec, num_classes),
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 

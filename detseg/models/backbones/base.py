@@ -28,6 +28,10 @@ class Backbone(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def compute_only(self, names: list[str]) -> None:
+        """The model reads only these maps: a backbone built of stages may stop after the deepest of
+        them (YOLO on s16 need not run ResNet's layer4). The default computes everything."""
+
 
 def norm_layer_factory(norm: str):
     """Normalisation choices shared by every backbone; named in ``model.backbone.norm``."""

@@ -57,19 +57,26 @@ class ResNetBackbone(Backbone):
             f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), strides[i])
             for i, stage in enumerate([self.layer1, self.layer2, self.layer3, self.layer4])
         }
+        self._num_stages = 4  # compute_only() may stop earlier
         stages = [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4]
         freeze_modules(stages[:freeze_at])
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)
 
+    def compute_only(self, names: list[str]) -> None:
+        keys = list(self._spec)
+        if all(name in keys for name in names) and names:
+            self._num_stages = 1 + max(keys.index(name) for name in names)
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(conv_norm(images, self.conv1, self.bn1)))
-        s4 = self.layer1(x)
-        s8 = self.layer2(s4)
-        s16 = self.layer3(s8)
-        s32 = self.layer4(s16)
-        return {"s4": s4, "s8": s8, "s16": s16, "s32": s32}
+        features = {}
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        for name, stage in zip(self._spec, stages[: self._num_stages]):
+            x = stage(x)
+            features[name] = x
+        return features
 
 
 def _stage_channels(stage: nn.Sequential) -> int:
