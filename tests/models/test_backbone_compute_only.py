@@ -25,6 +25,8 @@ def test_yolo_on_s16_skips_layer4_and_keeps_the_s16_map():
     model = build_model(cfg.model, 6).eval()
     images = torch.randn(1, 3, 64, 64)
     assert _stages_run(model.backbone, images) == ["layer1", "layer2", "layer3"]
+    assert not any(p.requires_grad for p in model.backbone.layer4.parameters())  # DDP waits for no gradient
+    assert all(p.requires_grad for p in model.backbone.layer3.parameters())
     full = build_backbone(cfg.model.backbone).eval()
     full.load_state_dict(model.backbone.state_dict())
     assert _stages_run(full, images) == ["layer1", "layer2", "layer3", "layer4"]

@@ -68,6 +68,9 @@ class ResNetBackbone(Backbone):
         keys = list(self._spec)
         if all(name in keys for name in names) and names:
             self._num_stages = 1 + max(keys.index(name) for name in names)
+            # never run, so never given a gradient: DDP would wait for one without find_unused_parameters
+            for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[self._num_stages:]:
+                stage.requires_grad_(False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(conv_norm(images, self.conv1, self.bn1)))
