@@ -55,28 +55,29 @@ class ResNetBackbone(Backbone):
         strides = _real_strides(dilation)
         self._spec = {
             f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), strides[i])
-            for i, stage in enumerate([self.layer1, self.layer2, self.layer3, self.layer4])
+            for i, stage in enumerate(self._stages())
         }
         self._num_stages = 4  # compute_only() may stop earlier
-        stages = [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3, self.layer4]
-        freeze_modules(stages[:freeze_at])
+        freeze_modules([nn.ModuleList([self.conv1, self.bn1]), *self._stages()][:freeze_at])
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)
+
+    def _stages(self) -> tuple[nn.Module, ...]:
+        return self.layer1, self.layer2, self.layer3, self.layer4
 
     def compute_only(self, names: list[str]) -> None:
         keys = list(self._spec)
         if all(name in keys for name in names) and names:
             self._num_stages = 1 + max(keys.index(name) for name in names)
             # never run, so never given a gradient: DDP would wait for one without find_unused_parameters
-            for stage in (self.layer1, self.layer2, self.layer3, self.layer4)[self._num_stages:]:
+            for stage in self._stages()[self._num_stages:]:
                 stage.requires_grad_(False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(conv_norm(images, self.conv1, self.bn1)))
         features = {}
-        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
-        for name, stage in zip(self._spec, stages[: self._num_stages]):
+        for name, stage in zip(self._spec, self._stages()[: self._num_stages]):
             x = stage(x)
             features[name] = x
         return features
