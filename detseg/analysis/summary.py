@@ -143,8 +143,8 @@ def _recorder(calls: dict, name: str, tracker: ReceptiveFieldTracker):
 def _feature_recorder(calls: dict, backbone: Backbone, tracker: ReceptiveFieldTracker):
     def hook(module, args, outputs):
         if _FEATURES not in calls:  # the maps this model computes (compute_only may stop early)
-            calls[_FEATURES] = [FeatureRow(key, spec.channels, spec.stride, describe(outputs.get(key)),
-                                           *_field_numbers(tracker.field(outputs.get(key))))
+            calls[_FEATURES] = [FeatureRow(key, spec.channels, spec.stride, describe(outputs[key]),
+                                           *_field_numbers(tracker.field(outputs[key])))
                                 for key, spec in backbone.output_spec().items() if key in outputs]
     return hook
 
