@@ -40,6 +40,25 @@ def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, re
     assert grad_ref.abs().sum() > 0
 
 
+@pytest.mark.parametrize("num_rois", [300, 10], ids=["threaded", "one_chunk"])
+@pytest.mark.parametrize("op, ours, ref", [
+    ("roi_align", lambda f, r: tra.threaded_roi_align(f, r, 7, 0.25, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
+    ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
+])
+def test_bf16_maps_of_a_cpu_autocast_pool_in_float32_and_come_back_in_bf16(two_threads, op, ours, ref, num_rois):
+    """torchvision has no CPU autocast for roi_pool (it raised on bf16 maps with float32 boxes): both ops
+    pool the float32 map, so boxes keep float32 coordinates, and return the map's dtype."""
+    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
+    rois = random_rois(num_rois, 2, 80)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = feats.to(torch.bfloat16)
+        out = ours(half, rois)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref(half.detach().float(), rois).to(torch.bfloat16), atol=0, rtol=0)
+    (grad,) = torch.autograd.grad(out.float().sum(), feats)
+    assert grad.dtype == torch.float32 and grad.abs().sum() > 0
+
+
 def test_few_rois_or_one_thread_use_torchvision_directly(two_threads):
     feats = torch.randn(1, 4, 10, 10)
     assert tra._num_chunks(feats, random_rois(10, 1, 40)) == 1

@@ -28,8 +28,17 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _pool[1]
 
 
+def _as_float32(features: Tensor) -> tuple[Tensor, torch.dtype]:
+    """bf16 / fp16 maps from a CPU autocast, as float32, and the dtype to give the result back in. Box
+    coordinates need float32 (bf16 rounds 300 px to 2 px steps), the kernels want one dtype for both,
+    and torchvision registers no CPU autocast for roi_pool; its roi_align's casts the same way."""
+    if features.device.type == "cpu" and features.dtype in (torch.bfloat16, torch.float16):
+        return features.float(), features.dtype
+    return features, features.dtype
+
+
 def _num_chunks(features: Tensor, rois: Tensor) -> int:
-    # float32 only: other dtypes take torchvision's own path with its autocast and dtype handling
+    # float32 only: other dtypes (fp64, CUDA's halves) take torchvision's own path and dtype handling
     if features.device.type != "cpu" or features.dtype != torch.float32 or torch.jit.is_tracing():
         return 1
     return max(1, min(torch.get_num_threads(), len(rois) // MIN_ROIS_PER_CHUNK))
@@ -103,22 +112,24 @@ class _ChunkedRoIPool(torch.autograd.Function):
 def threaded_roi_align(features: Tensor, rois: Tensor, output_size: int, spatial_scale: float,
                        sampling_ratio: int, aligned: bool = False) -> Tensor:
     """``torchvision.ops.roi_align`` on [K, 5] (image index, x1, y1, x2, y2) RoIs, threaded on the CPU."""
+    features, dtype = _as_float32(features)
     chunks = _num_chunks(features, rois)
     if chunks == 1:
-        return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
+        return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned).to(dtype)
     return _ChunkedRoIAlign.apply(features, rois.to(features.dtype), spatial_scale, output_size, sampling_ratio,
-                                  aligned, chunks)
+                                  aligned, chunks).to(dtype)
 
 
 def threaded_roi_pool(features: Tensor, rois: Tensor | list[Tensor], output_size: int,
                       spatial_scale: float) -> Tensor:
     """``torchvision.ops.roi_pool`` on [K, 5] RoIs or a list of per-image [Ki, 4] boxes, threaded on the CPU."""
     rois = as_rois(rois)
+    features, dtype = _as_float32(features)
     chunks = _num_chunks(features, rois)
     if chunks == 1:
-        return roi_pool(features, rois, output_size, spatial_scale)
+        return roi_pool(features, rois, output_size, spatial_scale).to(dtype)
     rois = rois.to(features.dtype)
     if torch.is_grad_enabled() and features.requires_grad:
-        return _ChunkedRoIPool.apply(features, rois, spatial_scale, output_size, chunks)
+        return _ChunkedRoIPool.apply(features, rois, spatial_scale, output_size, chunks).to(dtype)
     # inference: the int64 argmax (twice the output's bytes) is never needed, so never concatenated
-    return torch.cat(_roi_pool_chunks(features, rois, spatial_scale, output_size, chunks)[0])
+    return torch.cat(_roi_pool_chunks(features, rois, spatial_scale, output_size, chunks)[0]).to(dtype)
