@@ -37,6 +37,8 @@ def main() -> int:
     output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    # the graph is float32 in the default layout whatever this CPU's "auto" precision would pick
+    cfg.train.amp, cfg.train.channels_last = False, False
     model, cfg = load_trained_model(cfg, args.checkpoint, torch.device("cpu"))
     input_hw = tuple(args.input_size or cfg.data.fixed_size or (cfg.data.min_size_test,) * 2)
     metadata = {"class_names": cfg.model.class_names or [str(i) for i in range(cfg.model.num_classes)],

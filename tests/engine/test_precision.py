@@ -9,6 +9,7 @@ import torch
 
 from detseg.config import ConfigError, load_config
 from detseg.engine import precision
+from detseg.engine.precision import cpu_has_native_bf16  # the real one: tests/conftest.py patches the module's
 from tests.models.test_detector import CONFIG, _build, _train_batch
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -18,14 +19,40 @@ def settings(amp="auto", channels_last="auto"):
     return SimpleNamespace(amp=amp, channels_last=channels_last)
 
 
-@pytest.mark.parametrize("setting, dtype", [("auto", None), (False, None), (True, torch.bfloat16),
+@pytest.fixture(params=[False, True], ids=["cpu_without_bf16", "cpu_with_bf16"])
+def native_bf16(request, monkeypatch):
+    """Both kinds of CPU, whatever this machine is."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("setting, dtype", [(False, None), (True, torch.bfloat16),
                                             ("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_amp_setting_on_cpu(setting, dtype):
+def test_explicit_amp_setting_on_cpu(setting, dtype, native_bf16):
     assert precision.amp_dtype(setting, CPU) == dtype
 
 
-def test_auto_is_on_for_cuda_and_channels_last_follows_the_device():
-    assert precision.use_channels_last("auto", CUDA) and not precision.use_channels_last("auto", CPU)
+def test_auto_on_cpu_is_bf16_and_channels_last_only_with_bf16_in_hardware(native_bf16):
+    assert precision.amp_dtype("auto", CPU) == (torch.bfloat16 if native_bf16 else None)
+    assert precision.use_channels_last("auto", CPU, "auto") is native_bf16
+    # forced fp32 keeps the default layout, which is as fast as channels_last in fp32
+    assert not precision.use_channels_last("auto", CPU, False)
+    assert precision.use_channels_last("auto", CPU, "bf16")
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags():
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo (not Linux): detection returns False by design")
+    flags = set(cpuinfo.read_text().split())
+    expected = bool(flags & {"avx512_bf16", "amx_bf16"}) and torch.backends.mkldnn.is_available()
+    assert cpu_has_native_bf16() is expected
+
+
+def test_auto_is_on_for_cuda_and_channels_last_follows_the_device(native_bf16):
+    assert precision.use_channels_last("auto", CUDA)
     assert precision.use_channels_last(True, CPU) and not precision.use_channels_last(False, CUDA)
     assert precision.amp_dtype(False, CUDA) is None
     assert precision.amp_dtype("fp16", CUDA) == torch.float16

@@ -34,8 +34,9 @@ def infer_both(tmp_path, config, overrides, images, export_args=()):
     outputs = {}
     for backend, weights in (("pytorch", ckpt), ("onnxruntime", onnx_path)):
         out = tmp_path / backend
+        # PyTorch in float32 like the graph (the subprocess's "auto" would pick bf16 on a CPU with bf16)
         run_tool("tools/infer.py", config, "--checkpoint", weights, "--backend", backend, "--input", *images,
-                 "--output-dir", out, "--score-threshold", "0", *overrides)
+                 "--output-dir", out, "--score-threshold", "0", *overrides, "train.amp=false")
         outputs[backend] = out
     return printed, outputs
 
