@@ -39,6 +39,7 @@ class Contender:
     train_step: Callable[[], None]
     predict_one: Callable[[], object]
     count: Callable[[object], int]  # detections in predict_one's output: the post-processing's workload
+    precision: Callable[[], object] = nullcontext  # the autocast context both calls run in
 
 
 def load_model_config(name: str, overrides: tuple[str, ...] = ()):
@@ -82,16 +83,18 @@ def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu",
     batch = to_batch(images[:batch_size], targets[:batch_size]).to(device)
     single = to_batch(images[:1], targets[:1]).to(device)
     return Contender(model, _sgd_step(model, lambda: sum(model(batch, mode="loss").values()), mode),
-                     _predictor(model, lambda: model(single, mode="predict"), mode), lambda out: len(out[0]))
+                     _predictor(model, lambda: model(single, mode="predict"), mode), lambda out: len(out[0]), mode)
 
 
 def torchvision_contender(cfg, images, targets, batch_size: int, size: int, device: str = "cpu",
-                          amp: bool = False) -> Contender:
+                          amp: bool = False, channels_last: bool = False) -> Contender:
     """``amp``: autocast to bf16, as torchvision's reference script does with --amp."""
     model = torchvision_twin(cfg.model, cfg.model.num_classes, size)
     if model is None:
         raise ValueError(f"{cfg.model.arch} with backbone {cfg.model.backbone.name} has no torchvision twin")
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     floats = [img.to(device).float() / 255 for img in images]  # torchvision normalises inside the model
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     mode = partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext
@@ -100,16 +103,34 @@ def torchvision_contender(cfg, images, targets, batch_size: int, size: int, devi
 
 
 SIDES = ("detseg", "torchvision")
+# At equal arithmetic, where detseg's default is not fp32 (bf16 on a CPU with bf16 in hardware): detseg
+# forced to fp32, and torchvision under detseg's autocast and memory format, so that the ratios show
+# what the precision buys and what the code does.
+CONTROLS = ("detseg_fp32", "torchvision_amp")
+
+
+def sides_for(name: str, device: str = "cpu") -> tuple[str, ...]:
+    """The sides compare_model times: both defaults, plus the equal-precision controls when they differ."""
+    if precision.amp_dtype(load_model_config(name).train.amp, device) is None:
+        return SIDES
+    return SIDES + CONTROLS
 
 
 def contender(name: str, side: str, batch_size: int, size: int, device: str = "cpu") -> Contender:
-    """``side`` ("detseg" or "torchvision") of model ``name`` on seeded synthetic images."""
+    """``side`` of model ``name`` on seeded synthetic images: "detseg" as its config trains and predicts
+    (train.amp / train.channels_last), "torchvision" as torchvision runs by default (fp32), or a control."""
     cfg = load_model_config(name)
     torch.manual_seed(0)  # the same images for both sides, reproducible random weights
     images, targets = synthetic_images(batch_size, size, with_masks=trains_on_masks(cfg.model))
-    if side == "detseg":
-        return detseg_contender(cfg, images, targets, batch_size, device)
-    return torchvision_contender(cfg, images, targets, batch_size, size, device)
+    if side in ("detseg", "detseg_fp32"):
+        return detseg_contender(cfg, images, targets, batch_size, device, amp=side == "detseg")
+    if side == "torchvision":
+        return torchvision_contender(cfg, images, targets, batch_size, size, device)
+    if side == "torchvision_amp":  # detseg's precision and memory format, given to torchvision's model
+        return torchvision_contender(cfg, images, targets, batch_size, size, device, amp=True,
+                                     channels_last=precision.use_channels_last(cfg.train.channels_last, device,
+                                                                               cfg.train.amp))
+    raise ValueError(f"unknown side {side!r} (known: {', '.join(SIDES + CONTROLS)})")
 
 
 def compiled_contender(base: Contender, cfg, images, targets) -> Contender:
@@ -120,7 +141,8 @@ def compiled_contender(base: Contender, cfg, images, targets) -> Contender:
     torch._dynamo.reset()
     compile_for_inference(model)
     single = to_batch(images[:1], targets[:1])
-    return Contender(model, base.train_step, _predictor(model, lambda: model(single, mode="predict")), base.count)
+    return Contender(model, base.train_step, _predictor(model, lambda: model(single, mode="predict"), base.precision),
+                     base.count, base.precision)
 
 
 def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 1, size: int | None = None,
@@ -128,7 +150,7 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
     """Interleaved detseg / torchvision medians for one model; ratios are detseg over torchvision.
     ``compiled``: also time detseg's inference with test.compile (compiling once before the rounds)."""
     size = size or MODELS[name][1]
-    sides = {side: contender(name, side, batch_size, size) for side in SIDES}
+    sides = {side: contender(name, side, batch_size, size) for side in sides_for(name)}
     predictors = {k: s.predict_one for k, s in sides.items()}
     if compiled:
         cfg = load_model_config(name)
@@ -147,13 +169,21 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
     for side in sides:
         result[side] = {"train_ips": batch_size / train[side], "latency_ms": infer[side] * 1000,
                         "detections": detections[side]}
-    result["train_ratio"] = result["detseg"]["train_ips"] / result["torchvision"]["train_ips"]
-    result["latency_ratio"] = result["detseg"]["latency_ms"] / result["torchvision"]["latency_ms"]
+    result.update(_ratios(result, "detseg", "torchvision"))
+    if "detseg_fp32" in result:
+        result["precision"] = str(precision.amp_dtype(load_model_config(name).train.amp, "cpu")).removeprefix("torch.")
+        result["equal_fp32"] = _ratios(result, "detseg_fp32", "torchvision")
+        result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
     if compiled_side is not None:
         result["detseg_compiled"] = {"latency_ms": infer["detseg_compiled"] * 1000,
                                      "detections": detections["detseg_compiled"]}
         result["compiled_latency_ratio"] = infer["detseg_compiled"] / infer["torchvision"]
     return result
+
+
+def _ratios(result: dict, ours: str, theirs: str) -> dict:
+    return {"train_ratio": result[ours]["train_ips"] / result[theirs]["train_ips"],
+            "latency_ratio": result[ours]["latency_ms"] / result[theirs]["latency_ms"]}
 
 
 def compare_all(quick: bool = False, rounds: int = 5, compiled: bool = False) -> dict:

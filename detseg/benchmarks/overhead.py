@@ -9,6 +9,7 @@ import torch
 from detseg.benchmark import synthetic_images, to_batch
 from detseg.benchmarks.compare import MODELS, load_model_config
 from detseg.benchmarks.timing import SectionTimer, interleaved_medians, seconds_per_call
+from detseg.engine import precision
 from detseg.models.build import build_model
 
 # breakdown part -> the timed sections it is made of (plus, minus)
@@ -57,17 +58,19 @@ def breakdown(model, batch, calls: int) -> dict:
 def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds: int = 5, calls: int = 2) -> dict:
     """Full batch-1 inference over backbone + neck alone (interleaved medians), and the breakdown."""
     cfg = load_model_config(name)
-    model = build_model(cfg.model, cfg.model.num_classes).eval()
+    model = precision.prepare_model(build_model(cfg.model, cfg.model.num_classes), cfg.train, "cpu").eval()
     torch.manual_seed(0)
     images, targets = synthetic_images(1, size)
     batch = to_batch(images, targets)
-    with torch.no_grad():
+    with torch.no_grad(), precision.autocast(cfg.train, "cpu"):  # as the model predicts by default
         padded = model.preprocess(batch)
         medians = interleaved_medians({"full": lambda: model(batch, mode="predict"),
                                        "backbone_neck": lambda: model.features_of(padded)}, rounds, calls)
         parts = [breakdown(model, batch, calls) for _ in range(max(1, rounds // 2))]
     mean_parts = {k: statistics.fmean(p["parts_ms"][k] for p in parts) for k in parts[0]["parts_ms"]}
-    return {"config": MODELS[name][0], "size": size, "full_ms": medians["full"] * 1000,
+    dtype = precision.amp_dtype(cfg.train.amp, "cpu")
+    return {"config": MODELS[name][0], "size": size, "precision": str(dtype or torch.float32).removeprefix("torch."),
+            "full_ms": medians["full"] * 1000,
             "backbone_neck_ms": medians["backbone_neck"] * 1000,
             "ratio": medians["full"] / medians["backbone_neck"],
             "breakdown_total_ms": statistics.fmean(p["total_ms"] for p in parts), "breakdown_ms": mean_parts}

@@ -71,7 +71,10 @@ def format_report(results: dict) -> str:
 
 
 def _compare_lines(compare: dict, checks: dict) -> list[str]:
-    lines = ["\n1. speed (median of interleaved rounds)",
+    precisions = {r["precision"] for r in compare.values() if "precision" in r}
+    default = f"detseg at its default precision ({', '.join(sorted(precisions))} autocast), torchvision fp32; " \
+        if precisions else ""
+    lines = [f"\n1. speed (median of interleaved rounds; {default}ds/tv)",
              f"{'model':<22}{'size':>10}{'train img/s ds/tv':>20}{'ratio':>7}  {'':<18}"
              f"{'latency ms ds/tv':>20}{'ratio':>7}"]
     for name, r in compare.items():
@@ -88,14 +91,24 @@ def _compare_lines(compare: dict, checks: dict) -> list[str]:
                          f"{r['compiled_latency_ratio']:>6.2f}x  "
                          f"{_mark(checks, name + ' latency detseg test.compile/torchvision'):<18}"
                          f"  detections {c['detections']}/{t['detections']}")
+        if "equal_fp32" in r:
+            lines.append(_equal_precision_line(r))
     return lines
+
+
+def _equal_precision_line(r: dict) -> str:
+    """The controls: how much of the ratio is detseg's default precision, how much its code."""
+    fp32, amp = r["equal_fp32"], r["equal_amp"]
+    return (f"  equal precision (no goal): both fp32 train {fp32['train_ratio']:.2f}x latency "
+            f"{fp32['latency_ratio']:.2f}x; both {r['precision']} (torchvision under detseg's autocast and "
+            f"memory format) train {amp['train_ratio']:.2f}x latency {amp['latency_ratio']:.2f}x")
 
 
 def _overhead_lines(o: dict | None, checks: dict) -> list[str]:
     if not o:
         return []
     parts = ", ".join(f"{k} {v:.1f}" for k, v in o["breakdown_ms"].items())
-    return [f"\n2. overhead, Faster R-CNN R50-FPN {o['size']}x{o['size']} batch 1 inference",
+    return [f"\n2. overhead, Faster R-CNN R50-FPN {o['size']}x{o['size']} batch 1 inference, {o.get('precision', 'float32')}",
             f"full {o['full_ms']:.1f} ms / backbone+neck {o['backbone_neck_ms']:.1f} ms = {o['ratio']:.2f}x  "
             f"{_mark(checks, 'inference / backbone+neck')}",
             f"breakdown (ms, mean of hooked runs, total {o['breakdown_total_ms']:.1f}): {parts}"]

@@ -89,6 +89,26 @@ def test_check_marks_goals():
     assert check("x", 0.05, "<", 0.1) == {"name": "x", "value": 0.05, "op": "<", "goal": 0.1, "pass": True}
 
 
+def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch):
+    from detseg.benchmarks import compare
+    from detseg.benchmarks.report import _compare_lines
+    from detseg.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert compare.sides_for("faster_rcnn_r50_fpn") == compare.SIDES + compare.CONTROLS
+    r = compare.compare_model("faster_rcnn_r50_fpn", batch_size=1, rounds=1, size=128, warmup=0)
+    assert r["precision"] == "bfloat16"
+    assert r["train_ratio"] == r["detseg"]["train_ips"] / r["torchvision"]["train_ips"]
+    assert r["equal_fp32"]["train_ratio"] == r["detseg_fp32"]["train_ips"] / r["torchvision"]["train_ips"]
+    assert r["equal_amp"]["latency_ratio"] == r["detseg"]["latency_ms"] / r["torchvision_amp"]["latency_ms"]
+    checks = {f"faster_rcnn_r50_fpn {k} detseg/torchvision": {"op": ">=", "goal": 1, "pass": True}
+              for k in ("train", "latency")}
+    lines = _compare_lines({"faster_rcnn_r50_fpn": r}, checks)
+    assert "bfloat16 autocast" in lines[0] and "equal precision (no goal): both fp32" in lines[-1]
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert compare.sides_for("faster_rcnn_r50_fpn") == compare.SIDES
+
+
 def _numbers(tree):
     if isinstance(tree, dict):
         for v in tree.values():
