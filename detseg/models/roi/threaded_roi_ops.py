@@ -29,12 +29,18 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def _as_float32(features: Tensor) -> tuple[Tensor, torch.dtype]:
-    """bf16 / fp16 maps from a CPU autocast, as float32, and the dtype to give the result back in. Box
-    coordinates need float32 (bf16 rounds 300 px to 2 px steps), the kernels want one dtype for both,
-    and torchvision registers no CPU autocast for roi_pool; its roi_align's casts the same way."""
-    if features.device.type == "cpu" and features.dtype in (torch.bfloat16, torch.float16):
-        return features.float(), features.dtype
-    return features, features.dtype
+    """A CPU map as the kernels read it, float32 NCHW, and the dtype to give the result back in.
+
+    bf16 / fp16 maps come from a CPU autocast: box coordinates need float32 (bf16 rounds 300 px to 2 px
+    steps), the kernels want one dtype for both, and torchvision registers no CPU autocast for roi_pool
+    (its roi_align's casts the same way). Channels-last maps (the bf16 default) are made NCHW here once:
+    the kernels would copy the whole map in every chunk's call."""
+    if features.device.type != "cpu":
+        return features, features.dtype
+    dtype = features.dtype
+    if dtype in (torch.bfloat16, torch.float16):
+        features = features.float()
+    return features.contiguous(), dtype
 
 
 def _num_chunks(features: Tensor, rois: Tensor) -> int:
