@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import statistics
 import time
 
 import numpy as np
@@ -109,12 +110,20 @@ def run_backend(backend: str, dataset: dict, results: list[dict], iou_type: str)
     return np.asarray(coco_eval.stats[:12], dtype=np.float64), seconds
 
 
-def compare_backends(num_images: int = 500, iou_types: tuple[str, ...] = ("bbox", "segm")) -> dict:
+def compare_backends(num_images: int = 500, iou_types: tuple[str, ...] = ("bbox", "segm"), repeats: int = 3) -> dict:
+    """Median seconds of ``repeats`` alternating runs per backend: one timing of a few seconds on a shared
+    2-core machine varied 2x between runs."""
     dataset, results = synthetic_coco(num_images)
-    report = {"images": num_images, "ground_truth": len(dataset["annotations"]), "detections": len(results)}
+    report = {"images": num_images, "ground_truth": len(dataset["annotations"]), "detections": len(results),
+              "repeats": repeats}
     for iou_type in iou_types:
-        slow, slow_s = run_backend("pycocotools", dataset, results, iou_type)
-        fast, fast_s = run_backend("faster_coco_eval", dataset, results, iou_type)
+        times = {"pycocotools": [], "faster_coco_eval": []}
+        for _ in range(repeats):
+            slow, seconds = run_backend("pycocotools", dataset, results, iou_type)
+            times["pycocotools"].append(seconds)
+            fast, seconds = run_backend("faster_coco_eval", dataset, results, iou_type)
+            times["faster_coco_eval"].append(seconds)
+        slow_s, fast_s = statistics.median(times["pycocotools"]), statistics.median(times["faster_coco_eval"])
         report[iou_type] = {"pycocotools_s": slow_s, "faster_coco_eval_s": fast_s, "speedup": slow_s / fast_s,
                             "max_stat_diff": float(np.abs(slow - fast).max()),
                             "identical": bool(np.array_equal(slow, fast)),

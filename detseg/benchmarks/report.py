@@ -118,7 +118,7 @@ def _eval_lines(e: dict | None, checks: dict) -> list[str]:
     if not e:
         return []
     lines = [f"\n3. COCO evaluation, {e['images']} images, {e['ground_truth']} objects, {e['detections']} detections "
-             "(evaluate+accumulate+summarize)"]
+             f"(evaluate+accumulate+summarize, median of {e.get('repeats', 1)} alternating runs)"]
     for iou_type in ("bbox", "segm"):
         r = e[iou_type]
         same = "identical" if r["identical"] else f"max difference {r['max_stat_diff']:.3g}"
