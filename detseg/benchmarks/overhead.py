@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from detseg.benchmark import synthetic_images, to_batch
 from detseg.benchmarks.compare import MODELS, load_model_config
@@ -55,6 +56,15 @@ def breakdown(model, batch, calls: int) -> dict:
     return {"total_ms": total * 1000, "parts_ms": {k: v * 1000 for k, v in parts.items()}}
 
 
+def counted_flops(call) -> int:
+    """FLOPs of ``call`` by torch.utils.flop_counter: convolutions and matmuls; RoIAlign, NMS and the rest
+    are not counted. full / backbone+neck is then the time ratio of the same model at an equal FLOP rate
+    in both parts: what the arithmetic alone asks, before any framework cost."""
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return counter.get_total_flops()
+
+
 def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds: int = 5, calls: int = 2) -> dict:
     """Full batch-1 inference over backbone + neck alone (interleaved medians), and the breakdown."""
     cfg = load_model_config(name)
@@ -67,11 +77,14 @@ def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds:
         medians = interleaved_medians({"full": lambda: model(batch, mode="predict"),
                                        "backbone_neck": lambda: model.features_of(padded)}, rounds, calls)
         parts = [breakdown(model, batch, calls) for _ in range(max(1, rounds // 2))]
+        flops = {"full": counted_flops(lambda: model(batch, mode="predict")),
+                 "backbone_neck": counted_flops(lambda: model.features_of(padded))}
     mean_parts = {k: statistics.fmean(p["parts_ms"][k] for p in parts) for k in parts[0]["parts_ms"]}
     dtype = precision.amp_dtype(cfg.train.amp, "cpu")
     return {"config": MODELS[name][0], "size": size, "precision": str(dtype or torch.float32).removeprefix("torch."),
             "full_ms": medians["full"] * 1000,
             "backbone_neck_ms": medians["backbone_neck"] * 1000,
             "ratio": medians["full"] / medians["backbone_neck"],
+            "gflops": {k: v / 1e9 for k, v in flops.items()}, "flop_ratio": flops["full"] / flops["backbone_neck"],
             "breakdown_total_ms": statistics.fmean(p["total_ms"] for p in parts), "breakdown_ms": mean_parts}
 

@@ -111,7 +111,15 @@ def _overhead_lines(o: dict | None, checks: dict) -> list[str]:
     return [f"\n2. overhead, Faster R-CNN R50-FPN {o['size']}x{o['size']} batch 1 inference, {o.get('precision', 'float32')}",
             f"full {o['full_ms']:.1f} ms / backbone+neck {o['backbone_neck_ms']:.1f} ms = {o['ratio']:.2f}x  "
             f"{_mark(checks, 'inference / backbone+neck')}",
-            f"breakdown (ms, mean of hooked runs, total {o['breakdown_total_ms']:.1f}): {parts}"]
+            f"breakdown (ms, mean of hooked runs, total {o['breakdown_total_ms']:.1f}): {parts}"] + _flop_lines(o)
+
+
+def _flop_lines(o: dict) -> list[str]:
+    if "flop_ratio" not in o:
+        return []
+    g = o["gflops"]
+    return [f"arithmetic: {g['full']:.1f} / {g['backbone_neck']:.1f} GFLOP (convolutions and matmuls; "
+            f"RoIAlign and NMS uncounted) = {o['flop_ratio']:.2f}x, the time ratio at an equal FLOP rate"]
 
 
 def _eval_lines(e: dict | None, checks: dict) -> list[str]:

@@ -74,6 +74,16 @@ def test_overhead_breakdown_parts_fit_in_the_total():
         assert isinstance(model(batch, mode="predict"), list)
 
 
+def test_counted_flops_are_the_convolutions_multiply_adds_twice():
+    import torch
+
+    from detseg.benchmarks.overhead import counted_flops
+
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(1, 3, 16, 16)
+    assert counted_flops(lambda: conv(x)) == 2 * 8 * 3 * 9 * 16 * 16
+
+
 def test_probe_reports_its_own_peak_not_its_parents():
     big = np.ones(300 * 2**20 // 8)  # 300 MiB in this process, which a fork would carry as ru_maxrss
     code = "from detseg.benchmarks.memory import peak_rss_mb; print(peak_rss_mb())"
@@ -136,6 +146,7 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
         assert row["latency_ratio"] == d["latency_ms"] / t["latency_ms"]
     o = r["overhead"]
     assert o["ratio"] == o["full_ms"] / o["backbone_neck_ms"]
+    assert o["flop_ratio"] == pytest.approx(o["gflops"]["full"] / o["gflops"]["backbone_neck"]) and o["flop_ratio"] > 1
     assert sum(v for k, v in o["breakdown_ms"].items() if k != "other") <= o["breakdown_total_ms"]
     for iou_type in ("bbox", "segm"):
         e = r["eval"][iou_type]
