@@ -28,7 +28,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def _as_float32(features: Tensor) -> tuple[Tensor, torch.dtype]:
+def _kernel_input(features: Tensor) -> tuple[Tensor, torch.dtype]:
     """A CPU map as the kernels read it, float32 NCHW, and the dtype to give the result back in.
 
     bf16 / fp16 maps come from a CPU autocast: box coordinates need float32 (bf16 rounds 300 px to 2 px
@@ -118,7 +118,7 @@ class _ChunkedRoIPool(torch.autograd.Function):
 def threaded_roi_align(features: Tensor, rois: Tensor, output_size: int, spatial_scale: float,
                        sampling_ratio: int, aligned: bool = False) -> Tensor:
     """``torchvision.ops.roi_align`` on [K, 5] (image index, x1, y1, x2, y2) RoIs, threaded on the CPU."""
-    features, dtype = _as_float32(features)
+    features, dtype = _kernel_input(features)
     chunks = _num_chunks(features, rois)
     if chunks == 1:
         return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned).to(dtype)
@@ -130,7 +130,7 @@ def threaded_roi_pool(features: Tensor, rois: Tensor | list[Tensor], output_size
                       spatial_scale: float) -> Tensor:
     """``torchvision.ops.roi_pool`` on [K, 5] RoIs or a list of per-image [Ki, 4] boxes, threaded on the CPU."""
     rois = as_rois(rois)
-    features, dtype = _as_float32(features)
+    features, dtype = _kernel_input(features)
     chunks = _num_chunks(features, rois)
     if chunks == 1:
         return roi_pool(features, rois, output_size, spatial_scale).to(dtype)
