@@ -10,7 +10,7 @@ DESCRIPTION = """detseg against torchvision in one run (issue 6's goals), each n
    rounds, medians per side; 2. Faster R-CNN inference time over its backbone+neck alone, with a breakdown;
 3. pycocotools vs faster_coco_eval on a synthetic COCO set (speed, identical stats); 4. data wait in short
 real trainings of the shapes configs; 5. peak RSS of training, each side in a fresh process; 6. on CUDA,
-Faster R-CNN at 800x1333 with bf16 autocast (+ channels_last for detseg)."""
+Faster R-CNN at 800x1333 with bf16 autocast and channels_last on both sides."""
 
 
 def run_compare_cli(argv: list[str]) -> int:

@@ -87,19 +87,22 @@ def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu",
 
 
 def torchvision_contender(cfg, images, targets, batch_size: int, size: int, device: str = "cpu",
-                          amp: bool = False, channels_last: bool = False) -> Contender:
-    """``amp``: autocast to bf16, as torchvision's reference script does with --amp."""
+                          amp: bool = False) -> Contender:
+    """``amp``: the autocast and memory format detseg's config runs in (train.amp / train.channels_last),
+    given to torchvision's model, as its reference script's --amp autocasts."""
     model = torchvision_twin(cfg.model, cfg.model.num_classes, size)
     if model is None:
         raise ValueError(f"{cfg.model.arch} with backbone {cfg.model.backbone.name} has no torchvision twin")
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if amp:
+        precision.prepare_model(model, cfg.train, device)
+        mode = partial(precision.autocast, cfg.train, device)
+    else:
+        model.to(device)
+        mode = nullcontext
     floats = [img.to(device).float() / 255 for img in images]  # torchvision normalises inside the model
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-    mode = partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16) if amp else nullcontext
     return Contender(model, _sgd_step(model, lambda: sum(model(floats[:batch_size], targets[:batch_size]).values()), mode),
-                     _predictor(model, lambda: model(floats[:1]), mode), lambda out: len(out[0]["boxes"]))
+                     _predictor(model, lambda: model(floats[:1]), mode), lambda out: len(out[0]["boxes"]), mode)
 
 
 SIDES = ("detseg", "torchvision")
@@ -127,9 +130,7 @@ def contender(name: str, side: str, batch_size: int, size: int, device: str = "c
     if side == "torchvision":
         return torchvision_contender(cfg, images, targets, batch_size, size, device)
     if side == "torchvision_amp":  # detseg's precision and memory format, given to torchvision's model
-        return torchvision_contender(cfg, images, targets, batch_size, size, device, amp=True,
-                                     channels_last=precision.use_channels_last(cfg.train.channels_last, device,
-                                                                               cfg.train.amp))
+        return torchvision_contender(cfg, images, targets, batch_size, size, device, amp=True)
     raise ValueError(f"unknown side {side!r} (known: {', '.join(SIDES + CONTROLS)})")
 
 

@@ -1,5 +1,5 @@
 """Faster R-CNN R50-FPN at COCO's 800x1333 on a GPU: detseg with bf16 autocast and channels_last (its
-train.amp / train.channels_last) beside torchvision under the same autocast."""
+train.amp / train.channels_last) beside torchvision under the same autocast and memory format."""
 from __future__ import annotations
 
 import torch

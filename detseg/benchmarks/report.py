@@ -165,7 +165,7 @@ def _gpu_lines(gpu: dict | None, checks: dict) -> list[str]:
         return ["\n6. GPU figures: no CUDA device here"]
     d, t = gpu["detseg"], gpu["torchvision"]
     h, w = gpu["size"]
-    return [f"\n6. GPU {gpu['device']}: Faster R-CNN R50-FPN {h}x{w}, bf16 autocast, detseg channels_last",
+    return [f"\n6. GPU {gpu['device']}: Faster R-CNN R50-FPN {h}x{w}, bf16 autocast and channels_last on both sides",
             f"train img/s (batch {gpu['batch_size']}) {d['train_ips']:.1f} / {t['train_ips']:.1f} = "
             f"{gpu['train_ratio']:.2f}x  {_mark(checks, 'GPU train detseg/torchvision')}",
             f"infer img/s (batch 1) {d['infer_ips']:.1f} / {t['infer_ips']:.1f} = {gpu['infer_ratio']:.2f}x  "

@@ -119,6 +119,16 @@ def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch
     assert compare.sides_for("faster_rcnn_r50_fpn") == compare.SIDES
 
 
+def test_gpu_figures_code_runs_on_the_cpu_at_a_tiny_size():
+    """Section 6 only runs where CUDA is; its code path is the same on the CPU."""
+    from detseg.benchmarks.gpu import gpu_figures
+
+    r = gpu_figures(rounds=1, batch_size=1, height=96, width=128, device="cpu")
+    assert r["size"] == [96, 128] and r["amp"] == "bf16" and r["channels_last"] is True
+    assert r["train_ratio"] == r["detseg"]["train_ips"] / r["torchvision"]["train_ips"]
+    assert r["infer_ratio"] == r["detseg"]["infer_ips"] / r["torchvision"]["infer_ips"]
+
+
 def _numbers(tree):
     if isinstance(tree, dict):
         for v in tree.values():
