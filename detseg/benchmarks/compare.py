@@ -71,15 +71,20 @@ def _predictor(model: torch.nn.Module, call: Callable[[], object], precision=nul
     return predict
 
 
+def _place(model: torch.nn.Module, cfg, device: str, amp: bool) -> Callable[[], object]:
+    """Move ``model`` to ``device``; with ``amp`` in the config's memory format. Returns the autocast
+    context its calls run in (train.amp with ``amp``, full precision without)."""
+    if not amp:
+        model.to(device)
+        return nullcontext
+    precision.prepare_model(model, cfg.train, device)
+    return partial(precision.autocast, cfg.train, device)
+
+
 def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu", amp: bool = False) -> Contender:
     """``amp``: the config's train.amp / train.channels_last, applied as the Trainer applies them."""
     model = build_model(cfg.model, cfg.model.num_classes)
-    if amp:
-        precision.prepare_model(model, cfg.train, device)
-        mode = partial(precision.autocast, cfg.train, device)
-    else:
-        model.to(device)
-        mode = nullcontext
+    mode = _place(model, cfg, device, amp)
     batch = to_batch(images[:batch_size], targets[:batch_size]).to(device)
     single = to_batch(images[:1], targets[:1]).to(device)
     return Contender(model, _sgd_step(model, lambda: sum(model(batch, mode="loss").values()), mode),
@@ -93,12 +98,7 @@ def torchvision_contender(cfg, images, targets, batch_size: int, size: int, devi
     model = torchvision_twin(cfg.model, cfg.model.num_classes, size)
     if model is None:
         raise ValueError(f"{cfg.model.arch} with backbone {cfg.model.backbone.name} has no torchvision twin")
-    if amp:
-        precision.prepare_model(model, cfg.train, device)
-        mode = partial(precision.autocast, cfg.train, device)
-    else:
-        model.to(device)
-        mode = nullcontext
+    mode = _place(model, cfg, device, amp)
     floats = [img.to(device).float() / 255 for img in images]  # torchvision normalises inside the model
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     return Contender(model, _sgd_step(model, lambda: sum(model(floats[:batch_size], targets[:batch_size]).values()), mode),
