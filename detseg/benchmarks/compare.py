@@ -172,7 +172,7 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
                         "detections": detections[side]}
     result.update(_ratios(result, "detseg", "torchvision"))
     if "detseg_fp32" in result:
-        result["precision"] = str(precision.amp_dtype(load_model_config(name).train.amp, "cpu")).removeprefix("torch.")
+        result["precision"] = precision.dtype_name(load_model_config(name).train, "cpu")
         result["equal_fp32"] = _ratios(result, "detseg_fp32", "torchvision")
         result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
     if compiled_side is not None:

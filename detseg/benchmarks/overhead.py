@@ -80,8 +80,7 @@ def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds:
         flops = {"full": counted_flops(lambda: model(batch, mode="predict")),
                  "backbone_neck": counted_flops(lambda: model.features_of(padded))}
     mean_parts = {k: statistics.fmean(p["parts_ms"][k] for p in parts) for k in parts[0]["parts_ms"]}
-    dtype = precision.amp_dtype(cfg.train.amp, "cpu")
-    return {"config": MODELS[name][0], "size": size, "precision": str(dtype or torch.float32).removeprefix("torch."),
+    return {"config": MODELS[name][0], "size": size, "precision": precision.dtype_name(cfg.train, "cpu"),
             "full_ms": medians["full"] * 1000,
             "backbone_neck_ms": medians["backbone_neck"] * 1000,
             "ratio": medians["full"] / medians["backbone_neck"],

@@ -47,6 +47,11 @@ def amp_dtype(setting: bool | str, device: torch.device | str) -> torch.dtype | 
     raise ValueError(f"train.amp must be auto, true, false, bf16 or fp16, got {setting!r}")
 
 
+def dtype_name(train_cfg, device: torch.device | str) -> str:
+    """What the config computes in on ``device``, for reports: "bfloat16", "float16" or "float32"."""
+    return str(amp_dtype(train_cfg.amp, device) or torch.float32).removeprefix("torch.")
+
+
 def use_channels_last(setting: bool | str, device: torch.device | str, amp: bool | str = "auto") -> bool:
     """``amp``: the run's ``train.amp``; on the CPU "auto" follows it, as channels_last pays only in bf16."""
     device = torch.device(device)

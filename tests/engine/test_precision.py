@@ -40,6 +40,12 @@ def test_auto_on_cpu_is_bf16_and_channels_last_only_with_bf16_in_hardware(native
     assert precision.use_channels_last("auto", CPU, "bf16")
 
 
+def test_dtype_name_says_what_the_config_computes_in(native_bf16):
+    assert precision.dtype_name(settings(), CPU) == ("bfloat16" if native_bf16 else "float32")
+    assert precision.dtype_name(settings(amp="fp16"), CPU) == "float16"
+    assert precision.dtype_name(settings(amp=False), CUDA) == "float32"
+
+
 def test_cpu_bf16_detection_reads_the_cpu_flags():
     from pathlib import Path
 
