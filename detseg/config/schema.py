@@ -71,6 +71,9 @@ class RoIConfig:
     spp_test_scales: list[float] = field(default_factory=list)  # empty: single scale
     spp_canonical_size: float = 224.0
     pooler_resolution: int = 7
+    # pooler "roi_pool": resize the map bilinearly by this factor before pooling, so RoIPool's rounding of
+    # each box edge to the grid is that much finer (more memory and time; see RoIPoolPooler)
+    pool_upsample: int = 1
     sampling_ratio: int = 2
     head_fc_dims: list[int] = field(default_factory=lambda: [1024, 1024])
     head_conv_dims: list[int] = field(default_factory=list)  # optional 3x3 convs before the fcs

@@ -144,3 +144,29 @@ def test_multi_scale_test_is_sppnet_only():
     cfg = load_config(CONFIGS / "fast_rcnn" / "shapes.yaml", [*TINY, "model.roi.spp_test_scales=[1,2]"])
     with pytest.raises(ValueError, match="spp_test_scales"):
         build_model(cfg.model, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("upsample", [1, 2, 4])
+def test_roi_pool_upsample_makes_the_grid_rounding_finer(upsample):
+    """On a map whose value is the x of each cell's centre, a 1x1 RoIPool returns the centre of the last
+    cell read, so its distance to the box's right edge is the rounding: at most the (upsampled) cell."""
+    from detseg.models.roi.poolers import RoIPoolPooler
+
+    stride, size = 8, 32
+    ramp = ((torch.arange(size).float() + 0.5) * stride).expand(1, 1, size, size)
+    left = torch.rand(400, generator=torch.Generator().manual_seed(0)) * 100 + 40
+    boxes = torch.stack([left, left, left + 40, left + 40], 1)  # clear of the borders, where bilinear clamps
+    pooled = RoIPoolPooler("s8", stride, 1, upsample)({"s8": ramp}, [boxes], None).flatten()
+    error = (pooled - boxes[:, 2]).abs()
+    cell = stride / upsample
+    assert error.max() <= cell + 1e-4
+    assert error.max() > cell * 0.75  # and the rounding is really that coarse, not finer
+
+
+def test_roi_pool_upsample_is_checked():
+    cfg = load_config(CONFIGS / "faster_rcnn" / "shapes.yaml", ["model.roi.pool_upsample=2"])
+    with pytest.raises(ValueError, match="pool_upsample is for pooler 'roi_pool', not 'roi_align'"):
+        build_model(cfg.model, NUM_CLASSES)
+    cfg = load_config(CONFIGS / "fast_rcnn" / "shapes.yaml", [*TINY, "model.roi.pool_upsample=0"])
+    with pytest.raises(ValueError, match="pool_upsample must be a whole factor >= 1, got 0"):
+        build_model(cfg.model, NUM_CLASSES)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
@@ -49,14 +50,24 @@ class RoIAlignPooler(nn.Module):
 
 
 class RoIPoolPooler(nn.Module):
-    """Fast R-CNN's max-pooling RoIPool on a single feature map (threaded on the CPU: threaded_roi_ops)."""
+    """Fast R-CNN's max-pooling RoIPool on a single feature map (threaded on the CPU: threaded_roi_ops).
 
-    def __init__(self, in_feature: str, stride: int, resolution: int):
+    RoIPool rounds every RoI edge to the map's grid. ``upsample`` > 1 resizes the map bilinearly by that
+    factor first, so the rounding is that many times finer and the pooled values vary with the box's
+    position inside a cell: tighter boxes on small objects, for a larger map to pool.
+    """
+
+    def __init__(self, in_feature: str, stride: int, resolution: int, upsample: int = 1):
         super().__init__()
         self.in_feature, self.scale, self.resolution = in_feature, 1.0 / stride, resolution
+        self.upsample = upsample
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
-        return threaded_roi_pool(features[self.in_feature], boxes, self.resolution, self.scale)
+        feature, scale = features[self.in_feature], self.scale
+        if self.upsample > 1:
+            feature = F.interpolate(feature, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+            scale = scale * self.upsample
+        return threaded_roi_pool(feature, boxes, self.resolution, scale)
 
 
 class SPPPooler(nn.Module):
@@ -109,14 +120,18 @@ def scale_key(name: str, index: int) -> str:
 
 def build_pooler(cfg, in_spec: dict[str, FeatureSpec]) -> nn.Module:
     """cfg: ``model.roi``."""
+    if cfg.pool_upsample != 1 and cfg.pooler != "roi_pool":
+        raise ValueError(f"model.roi.pool_upsample is for pooler 'roi_pool', not '{cfg.pooler}'; leave it at 1")
     if cfg.pooler == "roi_align":
         strides = [in_spec[k].stride for k in cfg.in_features]
         return RoIAlignPooler(list(cfg.in_features), strides, cfg.pooler_resolution, cfg.sampling_ratio)
     if cfg.pooler == "roi_pool":
         if len(cfg.in_features) != 1:
             raise ValueError("model.roi.pooler 'roi_pool' reads one feature map; set model.roi.in_features to one")
+        if not isinstance(cfg.pool_upsample, int) or cfg.pool_upsample < 1:
+            raise ValueError(f"model.roi.pool_upsample must be a whole factor >= 1, got {cfg.pool_upsample!r}")
         name = cfg.in_features[0]
-        return RoIPoolPooler(name, in_spec[name].stride, cfg.pooler_resolution)
+        return RoIPoolPooler(name, in_spec[name].stride, cfg.pooler_resolution, cfg.pool_upsample)
     if cfg.pooler == "spp":
         if len(cfg.in_features) != 1:
             raise ValueError("model.roi.pooler 'spp' reads one feature map; set model.roi.in_features to one")
