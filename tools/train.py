@@ -8,6 +8,7 @@ from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
+from detseg.data.errors import data_summary
 from detseg.reports import write_label_statistics, write_plots_safely
 
 
@@ -23,6 +24,7 @@ def main() -> int:
     if cfg.data.on_bad_sample == "error":
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))
+    train_set.quiet_skips = True  # undecodable images are counted in one line at the end, not warned mid-bar
     # a mask model's validation loss needs the masks
     val_set = (build_dataset(cfg.data, "val", train=False, with_masks=trains_on_masks(cfg.model))
                if (cfg.data.val.ann_file or cfg.data.val.root) else None)
@@ -45,6 +47,9 @@ def main() -> int:
     metrics = trainer.train(resume=args.resume)
     if is_main_process():
         print(f"finished; checkpoints and logs in {cfg.train.output_dir}")
+        summary = data_summary(train_set, trainer.skipped_images)
+        if summary:
+            print(summary)
         plots = write_plots_safely(run_dir)
         if plots:
             print(f"plots: {', '.join(p.name for p in plots)} in {plots[0].parent}")

@@ -18,12 +18,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from detseg.data.datasets.coco import box_problem
+from detseg.data.box_rules import REPAIRED_KINDS, DuplicateFinder
+from detseg.data.datasets.coco import box_problem, repair_note
+from detseg.data.datasets.voc import VOC_REPAIRED_KINDS
 from detseg.data.errors import DatasetError
-from detseg.data.safety import (displayed_size, exif_orientation, pixel_limit_message, too_many_pixels,
+from detseg.data.safety import (displayed_size, orientation_note, pixel_limit_message, too_many_pixels,
                                 unsafe_file_name)
 
-WARNING_KINDS = {"exif_orientation", "box_partly_outside", "no_annotations", "only_crowd"}
+WARNING_KINDS = {"exif_orientation", "exif_orientation_invalid", "no_annotations", "only_crowd",
+                 *REPAIRED_KINDS, *VOC_REPAIRED_KINDS}
 LISTED_PER_KIND = 5
 # Files must end with these markers; a copy or download cut short does not.
 END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
@@ -80,23 +83,24 @@ def check_image_file(path: Path, hw: tuple[int, int] | None, report: Report, whe
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return report.add("unreadable_image", f"{where}: {path}: {exc}")
     if _truncated(path):
-        report.add("truncated_image", f"{where}: {path} ends before its end-of-image marker (cut short?)")
+        report.add("truncated_image", f"{where}: {path} ends before its end-of-image marker and does not decode (cut short?)")
 
 
 def _check_header(img: Image.Image, path: Path, hw, report: Report, where: str) -> None:
     w, h = img.size
     if too_many_pixels(h, w):
         report.add("image_too_large", f"{where}: {path}: {pixel_limit_message(h, w)}")
-    orientation = exif_orientation(img)
-    if orientation != 1:
-        report.add("exif_orientation", f"{where}: {path} has EXIF orientation {orientation}; "
-                   f"it is applied when reading, boxes refer to the displayed image")
+    note = orientation_note(img)
+    if note is not None:
+        report.add(note[0], f"{where}: {path} {note[1]}")
     shown = displayed_size(img)
     if hw is not None and tuple(hw) != shown:
         report.add("size_mismatch", f"{where}: annotated (h, w) = {tuple(hw)}, the displayed image is {shown}")
 
 
 def _truncated(path: Path) -> bool:
+    """A file without its end marker near the end is decoded to decide: cameras and editors often
+    write padding or metadata after a JPEG's end-of-image marker, and such files are whole."""
     marker = END_MARKERS.get(path.suffix.lower())
     if marker is None:
         return False
@@ -104,7 +108,14 @@ def _truncated(path: Path) -> bool:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - 64))
-        return marker not in f.read()  # JPEGs may carry a few padding bytes after EOI
+        if marker in f.read():
+            return False
+    try:
+        with Image.open(path) as img:
+            img.load()  # raises "image file is truncated" when the data really stops short
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------- COCO
@@ -159,11 +170,12 @@ def _check_coco_images(entries: list, img_dir: Path, report: Report, decode: boo
 
 def _check_coco_annotations(anns: list, images: dict, cats: dict, known: set, report: Report) -> dict:
     """image id -> [iscrowd, ...] of its annotations; fills the report and histogram."""
-    per_image, seen = defaultdict(list), set()
+    per_image, seen, duplicates = defaultdict(list), set(), defaultdict(DuplicateFinder)
     for ann in anns:
         report.num_annotations += 1
         ann_id, entry = ann.get("id"), images.get(ann.get("image_id"))
-        where = f"annotation id {ann_id} (image {ann.get('image_id')})"
+        name = entry.get("file_name") if entry is not None else ann.get("image_id")
+        where = f"annotation id {ann_id} (image {name})"
         if ann_id in seen:
             report.add("duplicate_annotation_id", f"{where}: id used more than once")
         seen.add(ann_id)
@@ -175,20 +187,19 @@ def _check_coco_annotations(anns: list, images: dict, cats: dict, known: set, re
             continue
         crowd = bool(ann.get("iscrowd", 0))
         per_image[ann["image_id"]].append(crowd)
-        _check_box(ann.get("bbox"), (entry["height"], entry["width"]), report, where)
+        _check_box(ann, entry, duplicates, report, where)
         _check_segmentation(ann.get("segmentation"), (entry["height"], entry["width"]), report, where)
         if not crowd:
             report.histogram[cats[ann["category_id"]]] += 1
     return per_image
 
 
-def _check_box(bbox, hw: tuple[int, int], report: Report, where: str) -> None:
-    problem = box_problem(bbox, hw)
+def _check_box(ann: dict, entry: dict, duplicates: dict, report: Report, where: str) -> None:
+    """The dataset's rules (box_rules through CocoDetection's helpers): bad, duplicate or clipped."""
+    problem = box_problem(ann.get("bbox"), (entry["height"], entry["width"]))
+    problem = problem or repair_note(ann, entry, duplicates)
     if problem is not None:
-        return report.add(problem[0], f"{where}: {problem[1]}")
-    x, y, w, h = (float(v) for v in bbox)
-    if x < 0 or y < 0 or x + w > hw[1] or y + h > hw[0]:
-        report.add("box_partly_outside", f"{where}: bbox {bbox} extends past the {hw[1]}x{hw[0]} image (clipped)")
+        report.add(problem[0], f"{where}: {problem[1]}")
 
 
 def _check_segmentation(seg, hw: tuple[int, int], report: Report, where: str) -> None:
@@ -219,8 +230,9 @@ def _parse_skipping(make_dataset, title: str):
         warnings.simplefilter("ignore")  # its one-line summary is replaced by this report
         dataset = make_dataset()
     report = Report(title)
-    for kind, count in dataset.skipped.items():
-        report.add(kind, f"{count} item(s); run with on_bad_sample=error on the dataset for details")
+    for kind, messages in dataset.problems.by_kind.items():  # the dataset's own rules and messages
+        for message in messages:
+            report.add(kind, message)
     return dataset, report
 
 

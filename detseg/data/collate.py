@@ -56,6 +56,7 @@ def collate(samples: list[dict]) -> Batch:
         sem_seg=_pad_stack(sem_seg, size, SEM_SEG_IGNORE) if sem_seg is not None else None,
         proposals=_optional(samples, "proposals"),
         class_labels=_stack_optional(samples, "class_label"),
+        skipped_images=[m for s in samples for m in s.get("skipped_images", ())],
     )
 
 

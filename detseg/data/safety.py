@@ -19,6 +19,7 @@ from PIL import Image
 MAX_IMAGE_PIXELS = 100_000_000
 EXIF_ORIENTATION = 0x0112
 TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # width and height swap when displayed
+VALID_ORIENTATIONS = range(1, 9)  # the EXIF standard's eight; anything else (0, 65537, ...) is ignored
 
 
 def unsafe_file_name(root: str | os.PathLike, name: str) -> str | None:
@@ -54,7 +55,27 @@ def displayed_size(img: Image.Image) -> tuple[int, int]:
 
 
 def exif_orientation(img: Image.Image) -> int:
+    """The orientation that is applied when the image is read: 1 (as stored) when absent or invalid."""
+    raw = raw_exif_orientation(img)
+    return raw if raw in VALID_ORIENTATIONS else 1
+
+
+def raw_exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation value as written in the file (1 when absent or unreadable)."""
     try:
         return int(img.getexif().get(EXIF_ORIENTATION, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block is treated as "no orientation"
         return 1
+
+
+def orientation_note(img: Image.Image) -> tuple[str, str] | None:
+    """(warning kind, text) when reading the image turns it by its EXIF orientation, or ignores an
+    invalid one (PIL's exif_transpose does nothing for values outside 1-8, and neither do we)."""
+    raw = raw_exif_orientation(img)
+    if raw == 1:
+        return None
+    if raw not in VALID_ORIENTATIONS:
+        return ("exif_orientation_invalid",
+                f"has EXIF orientation {raw}, not a valid value (1-8); ignored: the image is used as stored")
+    return ("exif_orientation",
+            f"has EXIF orientation {raw}; it is applied when reading, boxes refer to the displayed image")

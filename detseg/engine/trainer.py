@@ -73,6 +73,7 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds spent by earlier (resumed-from) runs of this job
         self.last_metrics: dict[str, Any] = {}
         self.skipped_steps = 0  # updates dropped under train.on_nonfinite=skip
+        self.skipped_images: list[str] = []  # undecodable images the loader skipped (data.on_bad_sample=skip)
         if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {cfg.train.on_nonfinite!r}")
         self._last_eval_iter = self._last_save_iter = -1
@@ -167,6 +168,7 @@ class Trainer:
             empty = True
             for batch in batches:
                 empty = False
+                self.skipped_images += batch.skipped_images  # named once, at the end of the run
                 yield batch
             if empty:
                 raise RuntimeError("train_loader_factory returned an empty loader")

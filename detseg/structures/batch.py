@@ -21,6 +21,7 @@ class Batch:
     sem_seg:     int64 [B, H, W] semantic map (255 = ignore), when the task has it.
     proposals:   float32 [M_i, 4] precomputed proposals, when the model uses them.
     class_labels: int64 [B] one class per image, for classification (data.task classification).
+    skipped_images: what the loader skipped to make this batch (undecodable files, "kind: message").
     """
 
     images: Tensor
@@ -34,6 +35,7 @@ class Batch:
     sem_seg: Tensor | None = None
     proposals: list[Tensor] | None = None
     class_labels: Tensor | None = None
+    skipped_images: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -52,7 +52,7 @@ def test_coco_unknown_category_names_the_annotation(coco_case, tmp_path):
 
 
 def test_voc_class_outside_the_given_list_names_the_image(voc_case, tmp_path):
-    with pytest.raises(DatasetError, match=r"a: class 'car' is not in \['person'\]"):
+    with pytest.raises(DatasetError, match=r"a\.xml: class 'car' is not in \['person'\]"):
         convert("voc", "yolo", voc_case, tmp_path / "out", splits=["train"], classes=["person"])
 
 

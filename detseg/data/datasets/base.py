@@ -97,6 +97,9 @@ class DetectionDataset(Dataset):
         self.on_bad_sample = on_bad_sample
         # kind -> count; __getitem__ adds decode failures here (per process: DataLoader workers keep their own)
         self.skipped: dict[str, int] = {}
+        # training sets this: an undecodable image is then named in the next sample's "skipped_images"
+        # (counted once at the end of training) instead of a warning printed inside the progress bar
+        self.quiet_skips = False
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -115,28 +118,32 @@ class DetectionDataset(Dataset):
         if not -len(self) <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} images")
         idx %= len(self)
+        bad: list[str] = []
         for offset in range(len(self)):  # "skip": the next decodable image, deterministically
-            image = self._read_image((idx + offset) % len(self))
+            image = self._read_image((idx + offset) % len(self), bad)
             if image is not None:
-                return self._make_sample((idx + offset) % len(self), image, seed)
+                sample = self._make_sample((idx + offset) % len(self), image, seed)
+                return {**sample, "skipped_images": bad} if bad else sample
         raise DatasetError(f"{self.source}: none of the {len(self)} images could be decoded")
 
-    def _read_image(self, idx: int) -> np.ndarray | None:
+    def _read_image(self, idx: int, bad: list[str]) -> np.ndarray | None:
         path, hw = self.get_image_info(idx)
         try:
             image = read_rgb(path)
         except DatasetError as exc:
-            return self._bad_image("unreadable_image", exc)
+            return self._bad_image("unreadable_image", exc, bad)
         if image.shape[:2] != tuple(hw):
             msg = f"{path}: decoded size (h, w) = {image.shape[:2]} differs from the annotated {tuple(hw)}"
-            return self._bad_image("size_mismatch", DatasetError(f"{self.source}: {msg}"))
+            return self._bad_image("size_mismatch", DatasetError(f"{self.source}: {msg}"), bad)
         return image
 
-    def _bad_image(self, kind: str, exc: DatasetError) -> None:
+    def _bad_image(self, kind: str, exc: DatasetError, bad: list[str]) -> None:
         if self.on_bad_sample == "error":
             raise exc
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
-        warnings.warn(f"skipping image: {exc}", stacklevel=4)
+        bad.append(f"{kind}: {exc}")
+        if not self.quiet_skips:
+            warnings.warn(f"skipping image: {exc}", stacklevel=4)
         return None
 
     def _make_sample(self, idx: int, image: np.ndarray, seed: int | None = None) -> dict:

@@ -28,13 +28,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 
+from detseg.data.box_rules import REPAIRED_KINDS, DuplicateFinder, crosses_border, xyxy_problem
 from detseg.data.datasets.base import DetectionDataset, Target, TransformFn, clip_boxes_
 from detseg.data.errors import DatasetError, ProblemLog
 from detseg.data.safety import pixel_limit_message, too_many_pixels, unsafe_file_name
@@ -64,18 +65,20 @@ def load_coco_json(ann_file: str) -> COCO:
 
 
 def box_problem(bbox, hw: tuple[int, int]) -> tuple[str, str] | None:
-    """(kind, description) if a COCO [x, y, w, h] box is unusable on an image of size hw."""
+    """(kind, description) if a COCO [x, y, w, h] box is unusable on an image of size hw (box_rules)."""
+    xyxy = coco_to_xyxy(bbox)
+    if xyxy is None:
+        return "invalid_box", f"bbox {bbox!r} is not four numbers [x, y, w, h]"
+    problem = xyxy_problem(xyxy, hw)
+    return None if problem is None else (problem[0], f"bbox {bbox!r} {problem[1]}")
+
+
+def coco_to_xyxy(bbox) -> list[float] | None:
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError):
-        return "invalid_box", f"bbox {bbox!r} is not four numbers [x, y, w, h]"
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        return "invalid_box", f"bbox {bbox!r} has NaN or infinite values"
-    if w <= 0 or h <= 0:
-        return "invalid_box", f"bbox {bbox!r} has zero or negative width/height"
-    if x >= hw[1] or y >= hw[0] or x + w <= 0 or y + h <= 0:
-        return "box_outside_image", f"bbox {bbox!r} lies entirely outside the {hw[1]}x{hw[0]} image"
-    return None
+        return None
+    return [x, y, x + w, y + h]
 
 
 class CocoDetection(DetectionDataset):
@@ -89,7 +92,7 @@ class CocoDetection(DetectionDataset):
         self.category_ids = sorted(coco.cats) if category_ids is None else [int(c) for c in category_ids]
         self.class_names = [coco.cats[c]["name"] if c in coco.cats else f"category_{c}" for c in self.category_ids]
         self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
-        problems = ProblemLog(self.ann_file)
+        self.problems = problems = ProblemLog(self.ann_file, REPAIRED_KINDS)
         bad_images = self._check_images(coco, problems)
         bad_anns = self._check_annotations(coco, bad_images, problems)
         self.skipped = problems.finish(on_bad_sample)
@@ -117,16 +120,18 @@ class CocoDetection(DetectionDataset):
         return bad
 
     def _check_annotations(self, coco: COCO, bad_images: set[int], problems: ProblemLog) -> set:
-        bad = set()
+        """Ids of the annotations to drop (bad, or exact duplicates); clipped boxes are counted."""
+        bad, duplicates = set(), defaultdict(DuplicateFinder)
         for ann in coco.dataset.get("annotations", []):
             entry = coco.imgs.get(ann["image_id"])
             if entry is not None and ann["image_id"] in bad_images:
                 bad.add(ann["id"])  # goes with its image, already reported
                 continue
-            problem = self._annotation_problem(coco, ann, entry)
+            where = f"annotation id {ann['id']} (image {entry['file_name'] if entry else ann['image_id']})"
+            problem = self._annotation_problem(coco, ann, entry) or repair_note(ann, entry, duplicates)
             if problem is not None:
-                where = f"annotation id {ann['id']} (image {entry['file_name'] if entry else ann['image_id']})"
                 problems.add(problem[0], f"{where}: {problem[1]}")
+            if problem is not None and problem[0] != "box_partly_outside":  # clipped boxes stay
                 bad.add(ann["id"])
         return bad
 
@@ -170,6 +175,18 @@ class CocoDetection(DetectionDataset):
     def _load_sem_seg(self, idx: int, hw: tuple[int, int]) -> np.ndarray:
         anns = self.coco.imgToAnns[self.image_ids[idx]]
         return render_semantic(anns, self.coco.annToMask, self._label_of, hw)
+
+
+def repair_note(ann: dict, entry: dict, duplicates: dict) -> tuple[str, str] | None:
+    """For a usable box: a duplicate (dropped) or one crossing the border (clipped), per box_rules.
+    ``duplicates``: image id -> DuplicateFinder (a defaultdict)."""
+    xyxy, hw = coco_to_xyxy(ann["bbox"]), (entry["height"], entry["width"])
+    crowd = bool(ann.get("iscrowd", 0))
+    if duplicates[ann["image_id"]].seen((ann["category_id"], crowd), xyxy):
+        return "duplicate_box", f"bbox {ann['bbox']} repeats an earlier box of the image; dropped"
+    if crosses_border(xyxy, hw):
+        return "box_partly_outside", f"bbox {ann['bbox']} extends past the {hw[1]}x{hw[0]} image (clipped)"
+    return None
 
 
 def render_semantic(anns: list[dict], to_mask, label_of: dict[int, int], hw: tuple[int, int]) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 Rules:
 - Boxes: VOC ``xmin ymin xmax ymax`` are 1-based inclusive pixel indices; they become
-  ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (pixel edges, 0-based), then are
-  clipped to the image. ``xmax < xmin`` (or ``ymax < ymin``), non-numbers, and boxes
-  entirely outside the image are bad annotations.
+  ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (pixel edges, 0-based). What is bad,
+  clipped or a duplicate follows detseg.data.box_rules (shared with COCO and the checker); a box
+  drawn with ``xmin == xmax`` (or ``ymin == ymax``) is a zero-size click, not a one-pixel object.
+- Image size: the image file's (displayed) size is used; an xml ``<size>`` that disagrees is
+  counted as ``size_from_image`` (repaired), since annotation tools often write a stale one.
+- Messages name the xml file (``Annotations/<id>.xml``).
 - Classes: ``classes`` gives the label order; by default the sorted names found in the
   split's xmls. An object of another class is a bad annotation.
 - ``difficult`` objects are left out of training samples unless ``keep_difficult``, and are
@@ -25,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detseg.data.datasets.base import DetectionDataset, Target, TransformFn, clip_boxes_
+from detseg.data.box_rules import REPAIRED_KINDS, DuplicateFinder, clip_xyxy, crosses_border, xyxy_problem
+from detseg.data.datasets.base import DetectionDataset, Target, TransformFn
 from detseg.data.datasets.coco import coco_from_dict
 from detseg.data.errors import DatasetError, ProblemLog
-from detseg.data.safety import unsafe_file_name
+from detseg.data.safety import displayed_size, unsafe_file_name
 
-EXIF_ORIENTATION = 0x0112
+VOC_REPAIRED_KINDS = ("size_from_image",)
 
 
 @dataclass
@@ -51,9 +55,7 @@ class _Record:
 def _image_size(path: Path) -> tuple[int, int]:
     """(h, w) from the file header, as it will be after EXIF orientation."""
     with Image.open(path) as img:
-        w, h = img.size
-        rotated = img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-    return (w, h) if rotated else (h, w)
+        return displayed_size(img)
 
 
 def _number(text: str | None) -> float:
@@ -70,12 +72,11 @@ def _parse_object(node: ET.Element) -> _Object:
 
 
 def _box_problem(box: list[float], hw: tuple[int, int]) -> tuple[str, str] | None:
+    """box_rules on the pixel edges; the message quotes the xml's own numbers."""
+    problem = xyxy_problem(box, hw)
     x1, y1, x2, y2 = box
-    if not np.isfinite(box).all() or x2 <= x1 or y2 <= y1:
-        return "invalid_box", f"box (xmin, ymin, xmax, ymax) = {(x1 + 1, y1 + 1, x2, y2)} is empty or not numeric"
-    if x1 >= hw[1] or y1 >= hw[0] or x2 <= 0 or y2 <= 0:
-        return "box_outside_image", f"box {(x1 + 1, y1 + 1, x2, y2)} lies entirely outside the {hw[1]}x{hw[0]} image"
-    return None
+    return None if problem is None else (problem[0], f"box (xmin, ymin, xmax, ymax) = "
+                                                     f"{(x1 + 1, y1 + 1, x2, y2)} {problem[1]}")
 
 
 class VOCDetection(DetectionDataset):
@@ -85,15 +86,16 @@ class VOCDetection(DetectionDataset):
         self.root, self.split, self.keep_difficult = Path(root), split, keep_difficult
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         super().__init__(str(list_file), transforms, on_bad_sample)
-        problems = ProblemLog(str(list_file))
-        records = [r for r in (self._read_record(i, problems) for i in self._read_ids(list_file)) if r]
+        self.problems = ProblemLog(str(list_file), REPAIRED_KINDS + VOC_REPAIRED_KINDS)
+        records = [r for r in (self._read_record(i, self.problems) for i in self._read_ids(list_file)) if r]
         self.class_names = list(classes) if classes is not None else sorted(
             {o.name for r in records for o in r.objects if o.name})
         self.category_ids = list(range(1, len(self.class_names) + 1))
         self._label_of = {name: i for i, name in enumerate(self.class_names)}
         for record in records:
-            record.objects = [o for o in record.objects if self._object_ok(record, o, problems)]
-        self.skipped = problems.finish(on_bad_sample)
+            duplicates = DuplicateFinder()
+            record.objects = [o for o in record.objects if self._object_ok(record, o, self.problems, duplicates)]
+        self.skipped = self.problems.finish(on_bad_sample)
         self._records = records
         self.image_ids = list(range(len(records)))
 
@@ -112,20 +114,24 @@ class VOCDetection(DetectionDataset):
             tree = ET.parse(xml_path).getroot()
             objects = [_parse_object(node) for node in tree.iter("object")]
         except FileNotFoundError:
-            problems.add("missing_annotation_file", f"{voc_id}: {xml_path} does not exist")
+            problems.add("missing_annotation_file", f"{voc_id}.xml: {xml_path} does not exist")
             return None
         except (ET.ParseError, OSError) as exc:
-            problems.add("bad_annotation_file", f"{voc_id}: {xml_path}: {exc}")
+            problems.add("bad_annotation_file", f"{voc_id}.xml: {xml_path}: {exc}")
             return None
         path = self._image_path(voc_id, tree.findtext("filename"))
         if path is None:
-            problems.add("missing_file", f"{voc_id}: no image {voc_id}.jpg in {self.root / 'JPEGImages'}")
+            problems.add("missing_file", f"{voc_id}.xml: no image {voc_id}.jpg in {self.root / 'JPEGImages'}")
             return None
         try:
-            hw = self._size(tree, path)
-        except (OSError, SyntaxError, ValueError) as exc:  # no size in the xml and an unreadable header
-            problems.add("unreadable_image", f"{voc_id}: {path}: {exc}")
+            hw = _image_size(path)
+        except (OSError, SyntaxError, ValueError) as exc:
+            problems.add("unreadable_image", f"{voc_id}.xml: {path}: {exc}")
             return None
+        stated = self._stated_size(tree)
+        if stated is not None and stated != hw:
+            problems.add("size_from_image", f"{voc_id}.xml: <size> says (h, w) = {stated}, the image {path.name} "
+                         f"is {hw}; the image's size is used")
         return _Record(voc_id, path, hw, objects)
 
     def _image_path(self, voc_id: str, xml_name: str | None) -> Path | None:
@@ -137,22 +143,30 @@ class VOCDetection(DetectionDataset):
         return None
 
     @staticmethod
-    def _size(tree: ET.Element, path: Path) -> tuple[int, int]:
+    def _stated_size(tree: ET.Element) -> tuple[int, int] | None:
+        """The xml's ``<size>`` as (h, w), or None when it is missing or not positive (some tools write 0)."""
         try:
             h, w = int(tree.findtext("size/height")), int(tree.findtext("size/width"))
         except (TypeError, ValueError):
-            h = w = 0
-        return (h, w) if h > 0 and w > 0 else _image_size(path)  # some xmls lack a size
+            return None
+        return (h, w) if h > 0 and w > 0 else None
 
-    def _object_ok(self, record: _Record, obj: _Object, problems: ProblemLog) -> bool:
+    def _object_ok(self, record: _Record, obj: _Object, problems: ProblemLog, duplicates: DuplicateFinder) -> bool:
+        where = f"{record.voc_id}.xml ({obj.name})"
         if obj.name not in self._label_of:
-            problems.add("unknown_category", f"{record.voc_id}: class {obj.name!r} is not in {self.class_names}")
+            problems.add("unknown_category", f"{record.voc_id}.xml: class {obj.name!r} is not in {self.class_names}")
             return False
         problem = _box_problem(obj.box, record.hw)
         if problem is not None:
-            problems.add(problem[0], f"{record.voc_id} ({obj.name}): {problem[1]}")
+            problems.add(problem[0], f"{where}: {problem[1]}")
             return False
-        obj.box = clip_boxes_(np.array([obj.box], np.float32), record.hw)[0].tolist()
+        if duplicates.seen(obj.name, obj.box):
+            problems.add("duplicate_box", f"{where}: box {obj.box} repeats an earlier box of the image; dropped")
+            return False
+        if crosses_border(obj.box, record.hw):
+            problems.add("box_partly_outside", f"{where}: box {obj.box} extends past the "
+                         f"{record.hw[1]}x{record.hw[0]} image (clipped)")
+        obj.box = clip_xyxy(obj.box, record.hw)
         return True
 
     # ------------------------------------------------------------------ samples

@@ -43,7 +43,7 @@ class VOCSegmentation(DetectionDataset):
         self.root, self.split = Path(root), split
         list_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
         super().__init__(str(list_file), transforms, on_bad_sample)
-        problems = ProblemLog(str(list_file))
+        self.problems = problems = ProblemLog(str(list_file))
         ids = VOCDetection._read_ids(list_file)
         self._records = [r for r in (self._read_record(i, problems) for i in ids) if r is not None]
         self.skipped = problems.finish(on_bad_sample)
