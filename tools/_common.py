@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from detseg.config import ConfigError, load_config  # noqa: E402
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings the tools print are about the user's data or config: the message, not our source line."""
+    return f"warning: {message}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 
 def config_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:

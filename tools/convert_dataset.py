@@ -37,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-masks", action="store_true",
                         help="write boxes only (YOLO: 'class cx cy w h' lines even when masks exist)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out annotations and images that training would drop (data.on_bad_sample=skip) "
+                             "instead of stopping; they are counted (see tools/check_dataset.py)")
     return parser.parse_args()
 
 
@@ -44,7 +47,8 @@ def main() -> int:
     args = parse_args()
     start = time.perf_counter()
     summary = convert(args.src, args.dst, args.input, args.output, args.splits, args.image_dir, args.classes,
-                      args.image_mode, not args.no_masks, args.overwrite)
+                      args.image_mode, not args.no_masks, args.overwrite,
+                      "skip" if args.skip_bad else "error")
     for split, (images, objects) in summary.splits.items():
         print(f"{split}: {images} images, {objects} objects")
     print(f"{len(summary.class_names)} classes: {', '.join(summary.class_names)}")

@@ -8,6 +8,7 @@ classifiers (arch classifier) likewise, with a "classification" block (top1, top
 """
 from _common import config_parser, load, run_main
 
+from detseg.auto_sizes import auto_sizes_from_checkpoint
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.engine.compile import compile_for_inference
@@ -22,6 +23,7 @@ def main() -> int:
     parser.add_argument("--output-dir", default=None, help="where metrics.json and predictions.json go")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    auto_sizes_from_checkpoint(cfg, args.checkpoint)  # a custom config's "auto" sizes: the run's values
     dataset = build_dataset(cfg.data, "val", train=False)
     dataset = wrap_with_proposals(cfg, dataset, "val")
     device = device_for(cfg)

@@ -9,6 +9,7 @@ from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
 from detseg.data.errors import data_summary
+from detseg.auto_sizes import resolve_auto_sizes
 from detseg.reports import write_label_statistics, write_plots_safely
 
 
@@ -21,6 +22,8 @@ def main() -> int:
     if args.output_dir:
         cfg.train.output_dir = args.output_dir
     init_distributed()
+    for line in resolve_auto_sizes(cfg):  # before any transform is built; stored in the run's config.yaml
+        print(line) if is_main_process() else None
     if cfg.data.on_bad_sample == "error":
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))

@@ -26,7 +26,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     for item in overrides or []:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
-    return from_dict(Config, raw, prefix="")
+    cfg = from_dict(Config, raw, prefix="")
+    resolve_data_format(cfg)
+    return cfg
+
+
+def resolve_data_format(cfg: Config) -> None:
+    """``data.format: auto`` (the custom configs): "voc" when the training split is given as a VOC
+    root, "coco" when as an annotation file; a config with neither is told which keys to set."""
+    data = cfg.data
+    if data.format != "auto":
+        return
+    if data.task == "classification":
+        data.format = "imagefolder"
+    elif data.train.ann_file and not data.train.root:
+        data.format = "coco"
+    elif data.train.root and not data.train.ann_file:
+        data.format = "voc"
+    else:
+        raise ConfigError("data.format is 'auto': give the data as COCO (data.train.ann_file, data.train.img_dir, "
+                          "data.val.ann_file, data.val.img_dir) or as Pascal VOC (data.train.root, data.train.split, "
+                          "data.val.root, data.val.split), not both or neither")
 
 
 def config_to_dict(cfg: Any) -> dict:

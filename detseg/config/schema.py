@@ -43,8 +43,9 @@ class NeckConfig:
 @dataclass
 class RPNConfig:
     in_features: list[str] = field(default_factory=lambda: ["s4", "s8", "s16", "s32", "s64"])
-    # One list of sizes per feature map: [[32], [64], ...] with FPN, [[128, 256, 512]] on one map.
-    anchor_sizes: list[list[float]] = field(default_factory=lambda: [[32], [64], [128], [256], [512]])
+    # One list of sizes per feature map: [[32], [64], ...] with FPN, [[128, 256, 512]] on one map;
+    # "auto": one size per map fitted to the training set's objects (detseg/data/autosize.py)
+    anchor_sizes: list[list[float]] | Literal["auto"] = field(default_factory=lambda: [[32], [64], [128], [256], [512]])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     conv_depth: int = 1
     fg_iou_thresh: float = 0.7
@@ -220,7 +221,9 @@ class SplitConfig:
 
 @dataclass
 class DataConfig:
-    format: str = "coco"  # "coco" | "voc" | "imagefolder" (task classification only)
+    # "coco" | "voc" | "imagefolder" (task classification only) | "auto": coco when data.train.ann_file is
+    # given, voc when data.train.root is (resolved when the config is loaded)
+    format: str = "coco"
     # "semantic": samples carry sem_seg (0 = background, c + 1 = class c, 255 = ignore) for arch "fcn";
     # VOC reads SegmentationClass/*.png listed in ImageSets/Segmentation/<split>.txt (needs data.classes),
     # COCO renders the instance masks (crowd = ignore)
@@ -231,10 +234,12 @@ class DataConfig:
     val: SplitConfig = field(default_factory=SplitConfig)
     classes: list[str] | None = None  # VOC: class names; None discovers them from the xml files
     category_ids: list[int] | None = None  # COCO: the label space (label i <-> id); None: the file's ids
-    min_size_train: list[int] = field(default_factory=lambda: [800])
-    max_size_train: int = 1333
-    min_size_test: int = 800
-    max_size_test: int = 1333
+    # "auto" (each of the four): derived from the training set's image and object sizes at the start of
+    # training and stored in the run's config.yaml (detseg/data/autosize.py)
+    min_size_train: list[int] | Literal["auto"] = field(default_factory=lambda: [800])
+    max_size_train: int | Literal["auto"] = 1333
+    min_size_test: int | Literal["auto"] = 800
+    max_size_test: int | Literal["auto"] = 1333
     flip_prob: float = 0.5
     color_jitter: float = 0.0
     # "default": shortest-edge resize, flip, colour jitter | "ssd": photometric distortion, zoom-out,

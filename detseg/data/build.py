@@ -14,13 +14,14 @@ from detseg.data.transforms import build_transforms
 from detseg.engine.distributed import get_rank, get_world_size
 
 TASKS = ("detection", "semantic", "classification")
+AUTO_SIZE_KEYS = ("min_size_train", "max_size_train", "min_size_test", "max_size_test")
 
 
 def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
     """``split`` is "train" or "val"; ``train`` picks the augmenting transforms."""
-    split_cfg = getattr(data_cfg, split)
     if is_classification(data_cfg):
         return _build_classification(data_cfg, split, train)
+    _require_resolved(data_cfg)
     if uses_dense_transforms(data_cfg):  # data.augment / data.fixed_size: SSD and YOLO pipelines
         transforms = build_dense_transforms(data_cfg, train, with_masks)
     elif train:
@@ -28,6 +29,17 @@ def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
                                       data_cfg.flip_prob, data_cfg.color_jitter, with_masks)
     else:
         transforms = build_transforms(False, data_cfg.min_size_test, data_cfg.max_size_test, 0.0, 0.0, with_masks)
+    return _detection_dataset(data_cfg, split, transforms, with_masks)
+
+
+def build_plain_dataset(data_cfg, split: str):
+    """The split's detection dataset without transforms (annotations and image headers only): what the
+    ``auto`` sizes are derived from, before any transform can be built."""
+    return _detection_dataset(data_cfg, split, None, False)
+
+
+def _detection_dataset(data_cfg, split: str, transforms, with_masks: bool):
+    split_cfg = getattr(data_cfg, split)
     semantic = is_semantic(data_cfg)
     if data_cfg.format == "coco":
         _require(split_cfg, split, ("ann_file", "img_dir"))
@@ -66,6 +78,14 @@ def _build_classification(data_cfg, split: str, train: bool):
     transforms = build_classification_transforms(train, data_cfg.fixed_size, data_cfg.crop_scale,
                                                  data_cfg.flip_prob if train else 0.0, data_cfg.color_jitter)
     return ImageFolderClassification(getattr(data_cfg, split).root, transforms, data_cfg.on_bad_sample)
+
+
+def _require_resolved(data_cfg) -> None:
+    auto = [k for k in AUTO_SIZE_KEYS if getattr(data_cfg, k) == "auto"]
+    if auto:
+        raise ValueError(f"data.{auto[0]} is 'auto': it is derived from the training set when training starts "
+                         "and stored in the run's config.yaml; evaluate or infer with that config (or the run's "
+                         "checkpoint), or set a number")
 
 
 def _require(split_cfg, split: str, keys: tuple[str, ...]) -> None:

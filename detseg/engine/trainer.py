@@ -73,6 +73,7 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds spent by earlier (resumed-from) runs of this job
         self.last_metrics: dict[str, Any] = {}
         self.skipped_steps = 0  # updates dropped under train.on_nonfinite=skip
+        self.eval_seconds = 0.0  # spent evaluating in this job: not training time, not charged to the budget
         self.skipped_images: list[str] = []  # undecodable images the loader skipped (data.on_bad_sample=skip)
         if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {cfg.train.on_nonfinite!r}")
@@ -282,12 +283,15 @@ class Trainer:
         on rank 0, a collective); the training RNG streams are left untouched."""
         du.broadcast_buffers(self.model)  # evaluate what rank 0 checkpoints
         self.model.eval()
+        start = self.clock()
         with preserved_rng(), torch.no_grad():
             metrics = self.evaluate_fn(self.model) or {}
+        self.eval_seconds += self.clock() - start
         self.model.train()
         metrics = metrics if self.is_main else {}
         if self.is_main:
-            self.writer.write({"type": "eval", "iter": self.iteration, **_jsonable(metrics)}, self.iteration)
+            record = {"type": "eval", "iter": self.iteration, "train_minutes": round(self._elapsed() / 60, 3)}
+            self.writer.write({**record, **_jsonable(metrics)}, self.iteration)
             self._say(f"eval @ {self.iteration}: {json.dumps(_jsonable(metrics))}")
         du.barrier()
         self.last_metrics = metrics
@@ -388,7 +392,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- time budget
     def _elapsed(self) -> float:
-        return self.elapsed_before + (self.clock() - self.start_time)
+        """Training seconds of the whole job (earlier resumed-from runs included), evaluations left out."""
+        return self.elapsed_before + (self._train_clock() - self.start_time)
+
+    def _train_clock(self) -> float:
+        return self.clock() - self.eval_seconds
 
     def _out_of_time(self) -> bool:
         budget = self.cfg.train.max_minutes
@@ -411,13 +419,13 @@ class Trainer:
             return
         done = self.iteration - self.start_iter
         if done == self.FIT_SKIP and not self.schedule_fitted:
-            self._fit_mark = (self.iteration, self.clock())
+            self._fit_mark = (self.iteration, self._train_clock())
         first = not self.schedule_fitted and self._fit_mark is not None and done - self.FIT_SKIP == self.FIT_WINDOW
         if not (first or self.iteration == self._next_refit):
             return
         mark_iter, mark_time = self._fit_mark
-        sec_per_iter = (self.clock() - mark_time) / (self.iteration - mark_iter)
-        self._fit_mark = (self.iteration, self.clock())
+        sec_per_iter = (self._train_clock() - mark_time) / (self.iteration - mark_iter)
+        self._fit_mark = (self.iteration, self._train_clock())
         budget_s, elapsed = budget * 60.0, self._elapsed()
         fitted = iters_in_budget(sec_per_iter, elapsed, budget_s, self.iteration, self.cfg.train.max_iters)
         next_refit = -1

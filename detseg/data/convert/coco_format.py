@@ -27,8 +27,8 @@ def find_splits(root: Path) -> list[str]:
     return sorted(p.name[len("instances_"):-len(".json")] for p in (root / "annotations").glob("instances_*.json"))
 
 
-def read_coco(root: Path, splits: list[str], ann_file: Path | None = None, image_dir: Path | None = None
-              ) -> DatasetRecords:
+def read_coco(root: Path, splits: list[str], ann_file: Path | None = None, image_dir: Path | None = None,
+              on_bad_sample: str = "error") -> DatasetRecords:
     """``root`` + split names, or one ``ann_file`` with its ``image_dir`` (read as split ``splits[0]``)."""
     names = category_ids = None
     out = []
@@ -36,7 +36,7 @@ def read_coco(root: Path, splits: list[str], ann_file: Path | None = None, image
         json_path, img_dir = (ann_file, image_dir) if ann_file is not None else coco_paths(root, split)
         if not json_path.is_file():
             raise DatasetError(f"{json_path}: no such COCO annotation file (split {split!r})")
-        dataset = CocoDetection(json_path, img_dir, on_bad_sample="error")
+        dataset = CocoDetection(json_path, img_dir, on_bad_sample=on_bad_sample)
         if category_ids is not None and dataset.category_ids != category_ids:
             raise DatasetError(f"{json_path}: categories {dataset.category_ids} differ from the first split's "
                                f"{category_ids}; convert the splits separately")

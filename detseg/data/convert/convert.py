@@ -22,8 +22,9 @@ class ConvertSummary:
 
 
 def read_dataset(fmt: str, source: Path, splits: list[str] | None = None, image_dir: Path | None = None,
-                 classes: list[str] | None = None) -> DatasetRecords:
-    """``source``: a dataset root; for COCO also a single json file (then ``image_dir`` is required)."""
+                 classes: list[str] | None = None, on_bad_sample: str = "error") -> DatasetRecords:
+    """``source``: a dataset root; for COCO also a single json file (then ``image_dir`` is required).
+    ``on_bad_sample``: "skip" leaves bad COCO / VOC annotations out of the copy (as training does)."""
     _check_format(fmt)
     if not source.exists():
         raise FileNotFoundError(f"--input {source} does not exist")
@@ -31,14 +32,14 @@ def read_dataset(fmt: str, source: Path, splits: list[str] | None = None, image_
         if image_dir is None:
             raise ValueError(f"--input {source} is a COCO json file: pass --image-dir, the folder its file_name "
                              "entries are relative to")
-        return coco_format.read_coco(source.parent, (splits or ["train"])[:1], source, image_dir)
+        return coco_format.read_coco(source.parent, (splits or ["train"])[:1], source, image_dir, on_bad_sample)
     splits = splits or _FIND_SPLITS[fmt](source)
     if not splits:
         raise DatasetError(f"{source}: no splits found for format {fmt!r}; pass --splits")
     if fmt == "coco":
-        return coco_format.read_coco(source, splits)
+        return coco_format.read_coco(source, splits, on_bad_sample=on_bad_sample)
     if fmt == "voc":
-        return voc_format.read_voc(source, splits, classes)
+        return voc_format.read_voc(source, splits, classes, on_bad_sample)
     return yolo_format.read_yolo(source, splits)
 
 
@@ -57,11 +58,11 @@ def write_dataset(records: DatasetRecords, fmt: str, output: Path, image_mode: s
 
 def convert(src_format: str, dst_format: str, source: Path, output: Path, splits: list[str] | None = None,
             image_dir: Path | None = None, classes: list[str] | None = None, image_mode: str = "copy",
-            with_masks: bool = True, overwrite: bool = False) -> ConvertSummary:
+            with_masks: bool = True, overwrite: bool = False, on_bad_sample: str = "error") -> ConvertSummary:
     """Read everything first (so bad input stops before anything is written), then write."""
     source, output = Path(source), Path(output)
     image_dir = Path(image_dir) if image_dir is not None else None
-    records = read_dataset(src_format, source, splits, image_dir, classes)
+    records = read_dataset(src_format, source, splits, image_dir, classes, on_bad_sample)
     prepare_output(output, [source, *([image_dir] if image_dir else [])], overwrite)
     left_out = write_dataset(records, dst_format, output, image_mode, with_masks)
     counts = {s.name: (len(s.images), sum(len(i.instances) for i in s.images)) for s in records.splits}

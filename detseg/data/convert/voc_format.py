@@ -31,13 +31,14 @@ def find_splits(root: Path) -> list[str]:
     return found
 
 
-def read_voc(root: Path, splits: list[str], classes: list[str] | None = None) -> DatasetRecords:
+def read_voc(root: Path, splits: list[str], classes: list[str] | None = None,
+             on_bad_sample: str = "error") -> DatasetRecords:
     if classes is None and (root / CLASSES_FILE).is_file():
         classes = [line.strip() for line in (root / CLASSES_FILE).read_text().splitlines() if line.strip()]
-    datasets = [(split, VOCDetection(root, split, classes, on_bad_sample="error")) for split in splits]
+    datasets = [(split, VOCDetection(root, split, classes, on_bad_sample=on_bad_sample)) for split in splits]
     if classes is None:  # the union over the splits, so every split shares one label space
         classes = sorted({name for _, d in datasets for name in d.class_names})
-        datasets = [(split, VOCDetection(root, split, classes, on_bad_sample="error")) for split in splits]
+        datasets = [(split, VOCDetection(root, split, classes, on_bad_sample=on_bad_sample)) for split in splits]
     out = [Split(split, [_image(d, i) for i in range(len(d))]) for split, d in datasets]
     return DatasetRecords(list(classes), list(range(1, len(classes) + 1)), out)
 

@@ -1,0 +1,81 @@
+"""The "auto" sizes of the custom configs: the rules (detseg.data.autosize) on made-up statistics, and
+their round trip through a run's stored config."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detseg.auto_sizes import auto_sizes_from_run, resolve_auto_sizes
+from detseg.config import ConfigError, load_config
+from detseg.config.loader import config_to_dict
+from detseg.data.autosize import SizeStats, anchor_coverage, choose_anchor_sizes, choose_input_size
+from detseg.data.build import build_dataset
+
+CUSTOM = "configs/faster_rcnn/custom.yaml"
+BCCD = ["data.train.root=data/bccd", "data.train.split=trainval", "data.val.root=data/bccd", "data.val.split=test"]
+
+
+def _stats(image_hw, sides, labels=None) -> SizeStats:
+    sides = np.asarray(sides, np.float64)
+    labels = np.zeros(len(sides), np.int64) if labels is None else np.asarray(labels)
+    return SizeStats(np.tile(np.asarray(image_hw, np.float64), (1, 1)), np.stack([sides, sides], 1),
+                     np.zeros(len(sides), np.int64), labels)
+
+
+def test_small_objects_set_the_scale_within_the_cpu_bounds():
+    # 480x640 photographs whose small objects are 40 px: 480 * 16 / 40 = 192
+    size = choose_input_size(_stats((480, 640), [40] * 10 + [100] * 90))
+    assert (size.min_size_test, size.max_size_test) == (192, 256)
+    assert size.min_size_train == [160, 176, 192, 208, 224] and size.max_size_train == 320
+    # tiny objects in large images: the CPU cap (512), never more than the images' own size
+    assert choose_input_size(_stats((1000, 1000), [10] * 50)).min_size_test == 512
+    assert choose_input_size(_stats((400, 600), [5] * 50)).min_size_test == 384
+    # small images are brought up to the floor
+    assert choose_input_size(_stats((100, 100), [50] * 5)).min_size_test == 192
+
+
+def test_a_rare_small_class_is_not_sacrificed_to_frequent_big_ones():
+    sides = [100.0] * 95 + [20.0] * 5  # 5% of the objects, a whole class
+    with_class = _stats((480, 640), sides, [0] * 95 + [1] * 5)
+    assert with_class.small_side() == 20.0
+    assert _stats((480, 640), sides).small_side() == pytest.approx(100.0)  # one class: the 10th percentile
+    assert choose_input_size(with_class).min_size_test == 384  # 480 * 16 / 20
+
+
+def test_anchors_double_per_level_and_centre_on_the_objects():
+    sides = [16.0] * 5 + [32.0] * 5 + [64.0] * 5
+    stats = _stats((256, 256), sides)
+    size = choose_input_size(stats)
+    assert size.scale_for((256, 256)) == 1.0  # 256 * 16 / 16 = 256
+    sizes = choose_anchor_sizes(stats, size, 4)
+    flat = [s[0] for s in sizes]
+    assert all(b == pytest.approx(2 * a, abs=0.2) for a, b in zip(flat, flat[1:]))
+    centre = math.sqrt(flat[1] * flat[2])
+    assert centre == pytest.approx(math.sqrt(np.quantile(sides, 0.02) * np.quantile(sides, 0.98)), rel=0.01)
+    assert anchor_coverage(stats, size, [[16.0], [32.0], [64.0]], [0.5, 1.0, 2.0]) == (1.0, 1.0)
+    assert anchor_coverage(stats, size, [[512.0]], [1.0]) == (0.0, 0.0)  # COCO-sized anchors miss them all
+
+
+def test_resolved_on_bccd_and_stored_for_eval(tmp_path):
+    cfg = load_config(CUSTOM, BCCD)
+    assert cfg.data.format == "voc"
+    with pytest.raises(ValueError, match="data.min_size_train is 'auto'"):
+        build_dataset(cfg.data, "train", train=True)
+    lines = resolve_auto_sizes(cfg)
+    assert cfg.data.min_size_test == 192 and cfg.data.max_size_test == 256
+    assert [len(level) for level in cfg.model.rpn.anchor_sizes] == [1, 1, 1, 1]
+    assert "auto input size" in lines[0] and "anchors" in lines[1] and "% of the objects at IoU 0.5" in lines[1]
+    fresh = load_config(CUSTOM, BCCD)
+    auto_sizes_from_run(fresh, config_to_dict(cfg))  # what eval / infer / export do with a checkpoint
+    assert config_to_dict(fresh) == config_to_dict(cfg)
+    assert len(build_dataset(fresh.data, "val", train=False)) == 72
+
+
+def test_data_format_follows_the_keys_given():
+    coco = load_config(CUSTOM, ["data.train.ann_file=a.json", "data.train.img_dir=i"])
+    assert coco.data.format == "coco"
+    with pytest.raises(ConfigError, match="data.train.ann_file.*data.train.root"):
+        load_config(CUSTOM)
+    assert load_config("configs/faster_rcnn/shapes.yaml").data.format == "coco"  # explicit formats stay
