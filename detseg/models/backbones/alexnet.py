@@ -1,17 +1,18 @@
 """AlexNet (torchvision's single-GPU variant): conv5 at stride 16 and its pool at stride 32."""
 from __future__ import annotations
 
-import torchvision
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_first_convs, load_local_weights, resolve_weights
+from detseg.models.backbones.base import (
+    Backbone, FeatureSpec, freeze_first_convs, load_local_weights, resolve_weights, torchvision_model,
+)
 
 
 class AlexNetBackbone(Backbone):
     def __init__(self, name="alexnet", weights=None, freeze_at=0, norm="bn", width=1.0):
         super().__init__()
         enum, local = resolve_weights(name, weights)
-        net = torchvision.models.alexnet(weights=enum)
+        net = torchvision_model("alexnet", enum)
         if local is not None:
             load_local_weights(net, local)
         self.features = net.features

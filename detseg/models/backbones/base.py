@@ -108,6 +108,34 @@ def resolve_weights(builder, weights: str | None):
         ) from None
 
 
+class WeightsDownloadError(ValueError):
+    """torchvision could not fetch pre-trained weights (no network); the message says where to put the file."""
+
+
+def torchvision_model(name: str, enum, **kwargs) -> nn.Module:
+    """``torchvision.models.<name>(weights=enum, **kwargs)``; a failed weights download becomes one line
+    naming the URL and the cache file to place it in, instead of a urllib traceback."""
+    import torchvision
+
+    try:
+        return getattr(torchvision.models, name)(weights=enum, **kwargs)
+    except OSError as exc:  # URLError, socket and HTTP errors are OSErrors
+        if enum is None:
+            raise
+        raise WeightsDownloadError(download_failure_message(enum, exc)) from exc
+
+
+def download_failure_message(enum, exc: Exception) -> str:
+    import os
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    home = os.environ.get("TORCH_HOME", "not set")
+    reason = getattr(exc, "reason", exc)
+    return (f"cannot download the weights {type(enum).__name__}.{enum.name} from {enum.url} ({reason}); "
+            f"without a network, copy that file to {target} (torch's cache: $TORCH_HOME/hub/checkpoints, "
+            f"TORCH_HOME={home}), or set model.backbone.weights to a local file")
+
+
 def load_local_weights(module: nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -1,16 +1,11 @@
 """MobileNetV3-Large on torchvision's definition; outputs at strides 8, 16 and 32."""
 from __future__ import annotations
 
-import torchvision
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone,
-    FeatureSpec,
-    freeze_modules,
-    load_local_weights,
-    norm_layer_factory,
-    resolve_weights,
+    Backbone, FeatureSpec, freeze_modules,
+    load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
 )
 
 
@@ -18,9 +13,10 @@ class MobileNetV3Backbone(Backbone):
     def __init__(self, name="mobilenet_v3_large", weights=None, norm="bn", freeze_at=0, width=1.0):
         super().__init__()
         if width != 1.0 and weights is not None:
-            raise ValueError("model.backbone.weights needs width 1.0 (torchvision's weights are for width 1.0)")
+            raise ValueError(f"model.backbone.weights needs model.backbone.width 1.0, got {width}: "
+                             "weights exist for the full width, see configs/faster_rcnn/custom_pretrained.yaml")
         enum, local = resolve_weights(name, weights)
-        net = getattr(torchvision.models, name)(weights=enum, width_mult=width, norm_layer=_bn_with_eps(norm))
+        net = torchvision_model(name, enum, width_mult=width, norm_layer=_bn_with_eps(norm))
         if local is not None:
             load_local_weights(net, local)
         self.features = net.features

@@ -6,12 +6,8 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from detseg.models.backbones.base import (
-    Backbone,
-    FeatureSpec,
-    freeze_modules,
-    load_local_weights,
-    norm_layer_factory,
-    resolve_weights,
+    Backbone, FeatureSpec, freeze_modules,
+    load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
 )
 from detseg.models.backbones.folded_norm import conv_norm, fold_norms_at_call
 
@@ -41,13 +37,14 @@ class ResNetBackbone(Backbone):
             raise ValueError(f"model.backbone.dilation needs a Bottleneck ResNet (resnet50/101), not {name}")
         if width == 1.0:
             enum, local = resolve_weights(name, weights)
-            net = getattr(torchvision.models, name)(weights=enum, norm_layer=norm_layer,
+            net = torchvision_model(name, enum, norm_layer=norm_layer,
                                                     replace_stride_with_dilation=dilation)
             if local is not None:
                 load_local_weights(net, local)
         else:
             if weights is not None:
-                raise ValueError("model.backbone.weights needs width 1.0 (torchvision has no scaled ResNets)")
+                raise ValueError(f"model.backbone.weights needs model.backbone.width 1.0, got {width}: "
+                                 "weights exist for the full width, see configs/faster_rcnn/custom_pretrained.yaml")
             net = _scaled_resnet(block, layers, width, norm_layer, dilation)
         fold_norms_at_call(net)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool

@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights
+from detseg.models.backbones.base import (
+    Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights, torchvision_model,
+)
 
 
 class VGG16SSDBackbone(Backbone):
@@ -21,7 +22,7 @@ class VGG16SSDBackbone(Backbone):
         if width != 1.0:
             raise ValueError("model.backbone.width must be 1.0 for vgg16_ssd")
         enum, local = resolve_weights(name, weights)
-        net = torchvision.models.vgg16(weights=enum)
+        net = torchvision_model("vgg16", enum)
         if local is not None:
             load_local_weights(net, local)
         pools = [i for i, layer in enumerate(net.features) if isinstance(layer, nn.MaxPool2d)]
@@ -61,7 +62,7 @@ class MobileNetV3SSDLiteBackbone(Backbone):
             raise ValueError("mobilenet_v3_large_ssdlite supports model.backbone.norm 'bn' only")
         enum, local = resolve_weights(name, weights)
         norm_layer = lambda c: nn.BatchNorm2d(c, eps=0.001, momentum=0.03)  # noqa: E731  torchvision's SSDlite BN
-        net = torchvision.models.mobilenet_v3_large(weights=enum, width_mult=width, norm_layer=norm_layer,
+        net = torchvision_model("mobilenet_v3_large", enum, width_mult=width, norm_layer=norm_layer,
                                                     reduced_tail=weights is None)
         if weights is None:
             _normal_init(net)

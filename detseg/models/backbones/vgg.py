@@ -1,16 +1,11 @@
 """VGG-16 as in Faster R-CNN / SPPnet: conv5_3 at stride 16; pool5 (stride 32) for FCN's fc6."""
 from __future__ import annotations
 
-import torchvision
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone,
-    FeatureSpec,
-    freeze_batch_norm,
-    freeze_modules,
-    load_local_weights,
-    resolve_weights,
+    Backbone, FeatureSpec, freeze_batch_norm,
+    freeze_modules, load_local_weights, resolve_weights, torchvision_model,
 )
 
 
@@ -23,7 +18,7 @@ class VGGBackbone(Backbone):
         if width != 1.0:
             raise ValueError("model.backbone.width must be 1.0 for VGG (torchvision has no scaled VGG)")
         enum, local = resolve_weights(name, weights)
-        net = getattr(torchvision.models, name)(weights=enum)
+        net = torchvision_model(name, enum)
         if local is not None:
             load_local_weights(net, local)
         pools = [i for i, layer in enumerate(net.features) if isinstance(layer, nn.MaxPool2d)]
