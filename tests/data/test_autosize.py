@@ -25,13 +25,15 @@ def _stats(image_hw, sides, labels=None) -> SizeStats:
 
 
 def test_small_objects_set_the_scale_within_the_cpu_bounds():
-    # 480x640 photographs whose small objects are 40 px: 480 * 16 / 40 = 192
-    size = choose_input_size(_stats((480, 640), [40] * 10 + [100] * 90))
-    assert (size.min_size_test, size.max_size_test) == (192, 256)
-    assert size.min_size_train == [160, 176, 192, 208, 224] and size.max_size_train == 320
+    # 480x640 photographs whose small objects are 40 px: 480 * 24 / 40 = 288
+    size = choose_input_size(_stats((480, 640), [40] * 20 + [100] * 80))
+    assert (size.min_size_test, size.max_size_test) == (288, 384)
+    assert size.min_size_train == [224, 256, 288, 320, 352] and size.max_size_train == 448
     # tiny objects in large images: the CPU cap (512), never more than the images' own size
     assert choose_input_size(_stats((1000, 1000), [10] * 50)).min_size_test == 512
     assert choose_input_size(_stats((400, 600), [5] * 50)).min_size_test == 384
+    # large objects: the CPU floor (192), not a needless 480 px
+    assert choose_input_size(_stats((480, 640), [200] * 50)).min_size_test == 192
     # small images are brought up to the floor
     assert choose_input_size(_stats((100, 100), [50] * 5)).min_size_test == 192
 
@@ -41,14 +43,14 @@ def test_a_rare_small_class_is_not_sacrificed_to_frequent_big_ones():
     with_class = _stats((480, 640), sides, [0] * 95 + [1] * 5)
     assert with_class.small_side() == 20.0
     assert _stats((480, 640), sides).small_side() == pytest.approx(100.0)  # one class: the 10th percentile
-    assert choose_input_size(with_class).min_size_test == 384  # 480 * 16 / 20
+    assert choose_input_size(with_class).min_size_test == 480  # 480 * 24 / 20 = 576, never above the images
 
 
 def test_anchors_double_per_level_and_centre_on_the_objects():
     sides = [16.0] * 5 + [32.0] * 5 + [64.0] * 5
     stats = _stats((256, 256), sides)
     size = choose_input_size(stats)
-    assert size.scale_for((256, 256)) == 1.0  # 256 * 16 / 16 = 256
+    assert size.scale_for((256, 256)) == 1.0  # 256 * 24 / 16 = 384, capped at the images' own 256
     sizes = choose_anchor_sizes(stats, size, 4)
     flat = [s[0] for s in sizes]
     assert all(b == pytest.approx(2 * a, abs=0.2) for a, b in zip(flat, flat[1:]))
@@ -64,7 +66,7 @@ def test_resolved_on_bccd_and_stored_for_eval(tmp_path):
     with pytest.raises(ValueError, match="data.min_size_train is 'auto'"):
         build_dataset(cfg.data, "train", train=True)
     lines = resolve_auto_sizes(cfg)
-    assert cfg.data.min_size_test == 192 and cfg.data.max_size_test == 256
+    assert cfg.data.min_size_test == 288 and cfg.data.max_size_test == 384
     assert [len(level) for level in cfg.model.rpn.anchor_sizes] == [1, 1, 1, 1]
     assert "auto input size" in lines[0] and "anchors" in lines[1] and "% of the objects at IoU 0.5" in lines[1]
     fresh = load_config(CUSTOM, BCCD)
