@@ -175,7 +175,9 @@ def _convert_union(options: tuple, value: Any, key: str) -> Any:
         try:
             return _convert(option, value, key)
         except ConfigError as exc:
-            errors.append(str(exc))
+            # a non-string is no candidate for a choice of words ("auto"): the other option's error says more
+            if not (typing.get_origin(option) is typing.Literal and not isinstance(value, str)):
+                errors.append(str(exc))
     raise ConfigError(errors[0] if len(errors) == 1 else f"config key '{key}' has an invalid value {value!r}")
 
 

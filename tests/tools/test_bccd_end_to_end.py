@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BCCD = ROOT / "data" / "bccd"
 CUSTOM = "configs/faster_rcnn/custom.yaml"
 NUM_TRAIN, NUM_VAL, ITERS = 40, 16, 240
-# measured on this subset (fp32, 2026-12-06, AMD EPYC with avx512_bf16): AP50 51.6, loss 3.10 -> 0.96
-AP50_FLOOR = 25.0
+# measured on this subset (fp32, 2026-12-06, 2-core AMD EPYC): AP 50.2, AP50 86.7, loss 1.86 -> 0.71 (mean of
+# the first and last three logged values); the floor leaves room for the run-to-run spread of CPU kernels
+AP50_FLOOR = 60.0
 SHORT = ["train.max_minutes=null", "train.amp=false", "data.num_workers=0", "solver.warmup_iters=20",
          "train.log_period=10", "train.checkpoint_period=1000"]
 

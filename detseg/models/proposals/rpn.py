@@ -50,6 +50,9 @@ class RPN(nn.Module):
         if len(channels) != 1:
             raise ValueError(f"model.rpn.in_features {self.in_features} have different channel counts {channels}")
         self.strides = [in_spec[k].stride for k in self.in_features]
+        if cfg.anchor_sizes == "auto":
+            raise ValueError("model.rpn.anchor_sizes is 'auto': it is derived from the training set when training "
+                             "starts and stored in the run's config.yaml; build the model from that config")
         self.anchor_generator = AnchorGenerator(cfg.anchor_sizes, cfg.aspect_ratios)
         counts = set(self.anchor_generator.num_anchors_per_location)
         if len(counts) != 1:
