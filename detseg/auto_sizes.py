@@ -4,53 +4,93 @@ The rules are in detseg.data.autosize."""
 from __future__ import annotations
 
 from detseg.config import Config, from_dict
-from detseg.data.autosize import SizeStats, anchor_coverage, choose_anchor_sizes, choose_input_size
+from detseg.data.autosize import (
+    InputSize, SizeStats, anchor_coverage, choose_anchor_sizes, choose_default_box_scales, choose_input_size,
+)
 from detseg.data.build import AUTO_SIZE_KEYS, build_plain_dataset
+
+# (section, key) of every value that may be "auto"
+AUTO_KEYS = (*(("data", k) for k in (*AUTO_SIZE_KEYS, "fixed_size")), ("model.rpn", "anchor_sizes"),
+             ("model.ssd", "min_scale"), ("model.ssd", "max_scale"))
+
+
+def _section(cfg: Config, path: str):
+    node = cfg
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def auto_keys(cfg: Config) -> list[tuple[str, str]]:
+    return [(sec, key) for sec, key in AUTO_KEYS if getattr(_section(cfg, sec), key) == "auto"]
 
 
 def has_auto_sizes(cfg: Config) -> bool:
-    return any(getattr(cfg.data, k) == "auto" for k in AUTO_SIZE_KEYS) or cfg.model.rpn.anchor_sizes == "auto"
+    return bool(auto_keys(cfg))
 
 
 def resolve_auto_sizes(cfg: Config) -> list[str]:
     """Replace every "auto" size in ``cfg`` (in place) by the value derived from the training set;
     returns the lines that say what was chosen (empty when nothing was "auto")."""
-    if not has_auto_sizes(cfg):
+    wanted = auto_keys(cfg)
+    if not wanted:
         return []
     stats = SizeStats.of(build_plain_dataset(cfg.data, "train"))
     size = choose_input_size(stats)
-    lines = []
-    if any(getattr(cfg.data, k) == "auto" for k in AUTO_SIZE_KEYS):
-        for key in AUTO_SIZE_KEYS:
-            if getattr(cfg.data, key) == "auto":
-                setattr(cfg.data, key, getattr(size, key))
-        lines.append(f"auto input size: train short side {cfg.data.min_size_train} (long <= {cfg.data.max_size_train}), "
-                     f"test {cfg.data.min_size_test} (long <= {cfg.data.max_size_test}); small objects "
-                     f"{stats.small_side():.0f} px in {len(stats.image_hw)} images of median short side "
-                     f"{int(sorted(stats.image_hw.min(axis=1))[len(stats.image_hw) // 2])} px")
-    size.min_size_test, size.max_size_test = cfg.data.min_size_test, cfg.data.max_size_test
-    if cfg.model.rpn.anchor_sizes == "auto":
-        cfg.model.rpn.anchor_sizes = choose_anchor_sizes(stats, size, len(cfg.model.rpn.in_features))
-    if cfg.model.arch in ("faster_rcnn", "mask_rcnn"):
-        at_05, at_07 = anchor_coverage(stats, size, cfg.model.rpn.anchor_sizes, cfg.model.rpn.aspect_ratios)
-        lines.append(f"anchors {cfg.model.rpn.anchor_sizes} on {cfg.model.rpn.in_features}: an anchor fits "
-                     f"{100 * at_05:.1f}% of the objects at IoU 0.5, {100 * at_07:.1f}% at 0.7")
+    lines = _resolve_input_size(cfg, stats, size)
+    if cfg.data.fixed_size == "auto":
+        cfg.data.fixed_size = [size.min_size_test, size.min_size_test]
+        lines.append(f"auto input size: every image resized to {cfg.data.fixed_size} (small objects "
+                     f"{stats.small_side():.0f} px in images of median short side {_median_short(stats)} px)")
+    if ("model.rpn", "anchor_sizes") in wanted:
+        lines.append(_resolve_anchors(cfg, stats, size))
+    if {("model.ssd", "min_scale"), ("model.ssd", "max_scale")} & set(wanted):
+        low, high = choose_default_box_scales(stats)
+        ssd = cfg.model.ssd
+        ssd.min_scale = low if ssd.min_scale == "auto" else ssd.min_scale
+        ssd.max_scale = high if ssd.max_scale == "auto" else ssd.max_scale
+        lines.append(f"default boxes: scales {ssd.min_scale} to {ssd.max_scale} of the image side over "
+                     f"{ssd.in_features} (2nd-98th percentile of the objects)")
     return lines
+
+
+def _resolve_input_size(cfg: Config, stats: SizeStats, size: InputSize) -> list[str]:
+    if not any(getattr(cfg.data, k) == "auto" for k in AUTO_SIZE_KEYS):
+        return []
+    for key in AUTO_SIZE_KEYS:
+        if getattr(cfg.data, key) == "auto":
+            setattr(cfg.data, key, getattr(size, key))
+    return [f"auto input size: train short side {cfg.data.min_size_train} (long <= {cfg.data.max_size_train}), "
+            f"test {cfg.data.min_size_test} (long <= {cfg.data.max_size_test}); small objects "
+            f"{stats.small_side():.0f} px in {len(stats.image_hw)} images of median short side "
+            f"{_median_short(stats)} px"]
+
+
+def _resolve_anchors(cfg: Config, stats: SizeStats, size: InputSize) -> str:
+    rpn = cfg.model.rpn
+    size.min_size_test, size.max_size_test = cfg.data.min_size_test, cfg.data.max_size_test
+    rpn.anchor_sizes = choose_anchor_sizes(stats, size, len(rpn.in_features))
+    at_05, at_07 = anchor_coverage(stats, size, rpn.anchor_sizes, rpn.aspect_ratios)
+    return (f"anchors {rpn.anchor_sizes} on {rpn.in_features}: an anchor fits {100 * at_05:.1f}% of the "
+            f"objects at IoU 0.5, {100 * at_07:.1f}% at 0.7")
+
+
+def _median_short(stats: SizeStats) -> int:
+    shorts = sorted(stats.image_hw.min(axis=1))
+    return int(shorts[len(shorts) // 2])
 
 
 def auto_sizes_from_run(cfg: Config, stored: dict | None) -> None:
     """Fill the "auto" sizes of ``cfg`` from a run's stored config (a checkpoint's "config")."""
-    if not has_auto_sizes(cfg):
+    wanted = auto_keys(cfg)
+    if not wanted:
         return
     if stored is None:
         raise ValueError("the config has 'auto' sizes but the checkpoint stores no config to take them from; "
                          "pass the run's config.yaml instead")
     trained = from_dict(Config, stored, prefix="")
-    for key in AUTO_SIZE_KEYS:
-        if getattr(cfg.data, key) == "auto":
-            setattr(cfg.data, key, getattr(trained.data, key))
-    if cfg.model.rpn.anchor_sizes == "auto":
-        cfg.model.rpn.anchor_sizes = trained.model.rpn.anchor_sizes
+    for section, key in wanted:
+        setattr(_section(cfg, section), key, getattr(_section(trained, section), key))
 
 
 def auto_sizes_from_checkpoint(cfg: Config, checkpoint) -> None:

@@ -167,8 +167,10 @@ class SSDConfig:
     in_features: list[str] = field(default_factory=lambda: ["s8", "s16", "s32", "s64", "s128", "s256"])
     # per map: each ratio r adds boxes of ratio r and 1/r to the two square ones (scale s_k and sqrt(s_k s_k+1))
     aspect_ratios: list[list[float]] = field(default_factory=lambda: [[2], [2, 3], [2, 3], [2, 3], [2], [2]])
-    min_scale: float = 0.2  # s_min; scales spread linearly to s_max over the maps (the paper's rule)
-    max_scale: float = 0.9
+    # s_min; scales spread linearly to s_max over the maps (the paper's rule); "auto": the 2nd and 98th
+    # percentile of the training objects' sides relative to the image (detseg/data/autosize.py)
+    min_scale: float | Literal["auto"] = 0.2
+    max_scale: float | Literal["auto"] = 0.9
     scales: list[float] | None = None  # explicit: one per map plus one (torchvision's SSD300); overrides min/max
     steps: list[float] | None = None  # pixels between box centres per map; null: the input size / map size
     clip_default_boxes: bool = True  # clamp default box width and height to the image
@@ -245,7 +247,9 @@ class DataConfig:
     # "default": shortest-edge resize, flip, colour jitter | "ssd": photometric distortion, zoom-out,
     # IoU-constrained crop, flip | "ssdlite": IoU crop and flip only | "yolo": scale/translate up to 20%, HSV
     augment: str = "default"
-    fixed_size: list[int] | None = None  # [h, w]: every image resized to exactly this (SSD, YOLO); replaces min/max
+    # [h, w]: every image resized to exactly this (SSD, YOLO); replaces min/max. "auto": square, with the side
+    # the shortest-edge rule of detseg/data/autosize.py gives the test short side
+    fixed_size: list[int] | Literal["auto"] | None = None
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # classification: random crop area range
     batch_size: int = 2  # images per step, over all processes
     num_workers: int = 2

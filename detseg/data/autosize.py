@@ -108,6 +108,17 @@ def choose_anchor_sizes(stats: SizeStats, size: InputSize, num_levels: int) -> l
     return [[float(round(first * 2 ** i, 1))] for i in range(num_levels)]
 
 
+def choose_default_box_scales(stats: SizeStats) -> tuple[float, float]:
+    """SSD's (min_scale, max_scale): the 2nd and 98th percentile of the objects' sides relative to their
+    image's (sqrt of areas), which a fixed-size resize keeps; within [0.02, 0.95]."""
+    if not len(stats.box_wh):
+        return 0.2, 0.9
+    image_side = np.sqrt(np.prod(stats.image_hw, axis=1))[stats.box_image]
+    relative = stats.object_sides() / image_side
+    low, high = (float(np.clip(q, 0.02, 0.95)) for q in np.quantile(relative, COVER_QUANTILES))
+    return round(low, 3), round(max(high, low + 0.05), 3)
+
+
 def anchor_coverage(stats: SizeStats, size: InputSize, anchor_sizes: list[list[float]],
                     aspect_ratios: list[float]) -> tuple[float, float]:
     """Shares of objects whose best centred anchor has IoU >= 0.5 and >= 0.7 (shape only, as if the

@@ -81,7 +81,7 @@ def _build_classification(data_cfg, split: str, train: bool):
 
 
 def _require_resolved(data_cfg) -> None:
-    auto = [k for k in AUTO_SIZE_KEYS if getattr(data_cfg, k) == "auto"]
+    auto = [k for k in (*AUTO_SIZE_KEYS, "fixed_size") if getattr(data_cfg, k) == "auto"]
     if auto:
         raise ValueError(f"data.{auto[0]} is 'auto': it is derived from the training set when training starts "
                          "and stored in the run's config.yaml; evaluate or infer with that config (or the run's "

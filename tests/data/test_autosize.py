@@ -10,7 +10,9 @@ import pytest
 from detseg.auto_sizes import auto_sizes_from_run, resolve_auto_sizes
 from detseg.config import ConfigError, load_config
 from detseg.config.loader import config_to_dict
-from detseg.data.autosize import SizeStats, anchor_coverage, choose_anchor_sizes, choose_input_size
+from detseg.data.autosize import (
+    SizeStats, anchor_coverage, choose_anchor_sizes, choose_default_box_scales, choose_input_size,
+)
 from detseg.data.build import build_dataset
 
 CUSTOM = "configs/faster_rcnn/custom.yaml"
@@ -81,3 +83,20 @@ def test_data_format_follows_the_keys_given():
     with pytest.raises(ConfigError, match="data.train.ann_file.*data.train.root"):
         load_config(CUSTOM)
     assert load_config("configs/faster_rcnn/shapes.yaml").data.format == "coco"  # explicit formats stay
+
+
+def test_default_box_scales_span_the_objects_relative_to_the_image():
+    stats = _stats((400, 400), [20.0] * 50 + [200.0] * 50)  # 5% and 50% of the image side
+    assert choose_default_box_scales(stats) == (0.05, 0.5)
+    assert choose_default_box_scales(_stats((100, 100), [1.0] * 50 + [99.0] * 50)) == (0.02, 0.95)  # clipped
+
+
+def test_ssd_custom_config_resolves_its_square_input_and_scales():
+    cfg = load_config("configs/ssd/custom.yaml", BCCD)
+    lines = resolve_auto_sizes(cfg)
+    assert cfg.data.fixed_size == [288, 288]
+    assert 0.02 <= cfg.model.ssd.min_scale < cfg.model.ssd.max_scale <= 0.95
+    assert any("default boxes" in line for line in lines)
+    fresh = load_config("configs/ssd/custom.yaml", BCCD)
+    auto_sizes_from_run(fresh, config_to_dict(cfg))
+    assert config_to_dict(fresh) == config_to_dict(cfg)

@@ -31,6 +31,9 @@ class SSDHead(nn.Module):
         self.cfg = cfg
         self.in_features = list(cfg.in_features)
         self.num_classes = num_classes
+        if not cfg.scales and "auto" in (cfg.min_scale, cfg.max_scale):
+            raise ValueError("model.ssd.min_scale / max_scale are 'auto': they are derived from the training set "
+                             "when training starts and stored in the run's config.yaml; build from that config")
         scales = cfg.scales or linear_scales(len(cfg.in_features), cfg.min_scale, cfg.max_scale)
         self.default_boxes = DefaultBoxes(cfg.aspect_ratios, scales, cfg.steps, cfg.clip_default_boxes)
         channels = [in_spec[k].channels for k in self.in_features]
