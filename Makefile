@@ -39,12 +39,12 @@ $(CROPS)/.complete: | install
 	touch $@
 
 $(SHAPES_BACKBONE): | $(CROPS)/.complete
-	$(PY) tools/train.py configs/classification/shape_crops_resnet18.yaml
+	$(PY) tools/train.py configs/classification/shape_crops_resnet18.yaml --overwrite
 
 shapes-backbone: $(SHAPES_BACKBONE)
 
 demo: install dataset
-	$(PY) tools/train.py $(DEMO_CONFIG) --output-dir $(DEMO_OUT)
+	$(PY) tools/train.py $(DEMO_CONFIG) --output-dir $(DEMO_OUT) --overwrite
 	$(PY) tools/eval.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt --output-dir $(DEMO_OUT)/eval
 	$(PY) tools/infer.py $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/last.pt \
 		--input $(DATA)/val --limit 16 --output-dir $(DEMO_OUT)/predictions --overwrite

@@ -2,6 +2,7 @@
 from _common import config_parser, load, run_main
 
 from detseg.engine.distributed import init_distributed, is_main_process
+from detseg.engine.run_folder import prepare_run_folder
 from detseg.engine.trainer import Trainer
 from detseg.models.build import trains_on_masks
 from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
@@ -17,11 +18,18 @@ def main() -> int:
     parser = config_parser(__doc__)
     parser.add_argument("--output-dir", help="run folder (default: train.output_dir)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an output folder that holds one (its checkpoints and "
+                             "metrics.jsonl are replaced); without it or --resume such a folder is refused")
     args = parser.parse_intermixed_args()
     cfg = load(args)
     if args.output_dir:
         cfg.train.output_dir = args.output_dir
     init_distributed()
+    if is_main_process():  # before any work: a finished run is not overwritten by accident
+        removed = prepare_run_folder(cfg.train.output_dir, args.resume, args.overwrite)
+        if removed:
+            print(f"--overwrite: removed {', '.join(removed)} of the previous run in {cfg.train.output_dir}")
     for line in resolve_auto_sizes(cfg):  # before any transform is built; stored in the run's config.yaml
         print(line) if is_main_process() else None
     if cfg.data.on_bad_sample == "error":
