@@ -10,7 +10,7 @@ from detseg.data.dense_transforms import build_dense_transforms, uses_dense_tran
 from detseg.data.datasets.image_folder import ImageFolderClassification
 from detseg.data.datasets.voc import VOCDetection
 from detseg.data.datasets.voc_seg import VOCSegmentation
-from detseg.data.transforms import build_transforms
+from detseg.data.transforms import build_transforms, resized_shape
 from detseg.engine.distributed import get_rank, get_world_size
 
 TASKS = ("detection", "semantic", "classification")
@@ -29,7 +29,24 @@ def build_dataset(data_cfg, split: str, train: bool, with_masks: bool = False):
                                       data_cfg.flip_prob, data_cfg.color_jitter, with_masks)
     else:
         transforms = build_transforms(False, data_cfg.min_size_test, data_cfg.max_size_test, 0.0, 0.0, with_masks)
-    return _detection_dataset(data_cfg, split, transforms, with_masks)
+    dataset = _detection_dataset(data_cfg, split, transforms, with_masks)
+    dataset.needed_size = _needed_size(data_cfg, train)
+    return dataset
+
+
+def _needed_size(data_cfg, train: bool):
+    """(h, w) -> the largest (h, w) the transforms resize such an image to, so that a large JPEG can be
+    decoded at a reduced size (detseg.data.datasets.base.read_rgb_reduced); None where augmentations
+    crop before resizing (data.augment ssd / yolo), which needs the full resolution."""
+    if data_cfg.augment != "default":
+        return None
+    if data_cfg.fixed_size is not None:
+        fixed = tuple(int(v) for v in data_cfg.fixed_size)
+        return lambda hw: fixed
+    sizes = data_cfg.min_size_train if train else data_cfg.min_size_test
+    short = max(sizes) if isinstance(sizes, (list, tuple)) else int(sizes)
+    long = data_cfg.max_size_train if train else data_cfg.max_size_test
+    return lambda hw: resized_shape(hw, short, long)
 
 
 def build_plain_dataset(data_cfg, split: str):

@@ -126,6 +126,7 @@ class ProposalDataset(Dataset):
         self.base = dataset
         self.transforms = dataset.transforms
         dataset.transforms = None  # the base now returns the untransformed sample
+        dataset.needed_size = None  # proposals are in original pixels: decode images at full size
         self.proposals = proposals
         self.max_per_image = max_per_image
 
