@@ -20,7 +20,7 @@ warnings.formatwarning = _one_line_warning
 
 
 def config_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs=None if config_required else "?",
                         help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.lr=0.01")

@@ -1,9 +1,13 @@
 """Check a dataset before training: python tools/check_dataset.py CONFIG [--split train|val] [--decode] [key=value ...]
 
-Reads every annotation and image header (never writes anything) and prints a report: missing,
-empty, unreadable or truncated images, sizes that disagree with the annotations, EXIF
-orientation, bad boxes, polygons and RLEs, unknown categories, duplicate ids, images without
-(or with only crowd) annotations, and the number of annotations per class. Exit code 1 on errors.
+Reads every annotation and image header (never writes anything) and prints a report, with the same
+rules training applies (detseg/data/box_rules.py): missing, empty, unreadable or truncated images
+(a JPEG is truncated only if it does not decode), sizes that disagree with the annotations, EXIF
+orientation (applied, or ignored when invalid), bad, degenerate or outside boxes (dropped in
+training), boxes clipped at the border, exact duplicate boxes, a VOC <size> that disagrees with the
+image (the image's is used), bad polygons and RLEs, unknown categories, duplicate ids, images without
+(or with only crowd) annotations, and the number of annotations per class. Each item names the VOC xml
+file or the COCO image file and annotation id. Exit code 1 on errors (what training would drop).
 """
 from _common import config_parser, load, run_main
 
