@@ -27,6 +27,7 @@ from detseg.evaluation.voc import VocEvaluator
 from detseg.models.build import build_model
 from detseg.reports.history import VAL_LOSS
 from detseg.reports.run import write_evaluation_files
+from detseg.utils import json_text
 
 
 def num_classes_for(cfg: Config, dataset=None) -> int:
@@ -183,7 +184,7 @@ def evaluate_classification(model, dataset, cfg: Config, device, output_dir: str
 def _write_metrics(output_dir: str | Path | None, metrics: dict) -> None:
     if output_dir is not None and get_rank() == 0:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (Path(output_dir) / "metrics.json").write_text(json_text.dumps(metrics, indent=2))
 
 
 def apply_test_overrides(model, cfg: Config) -> None:

@@ -1,7 +1,6 @@
 """Where training numbers go: metrics.jsonl, TensorBoard and a tqdm bar (rank 0 only)."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -10,6 +9,8 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from detseg.utils import json_text
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_text.dumps(record) + "\n")
         writer = self._writer()
         if writer is not None:
             prefix = "eval" if record.get("type") == "eval" else "train"

@@ -1,7 +1,6 @@
 """The training loop: step, log, evaluate, checkpoint; exact resume; wall-clock budgets."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, pri
 from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
 from detseg.structures import Batch
 from detseg.utils.rng import get_rng_state, preserved_rng, seed_everything, set_rng_state
+from detseg.utils import json_text
 
 NONFINITE_POLICIES = ("error", "skip")
 # (section, key, "refuse" | "warn"): config changes between a checkpoint and its resume.
@@ -292,7 +292,7 @@ class Trainer:
         if self.is_main:
             record = {"type": "eval", "iter": self.iteration, "train_minutes": round(self._elapsed() / 60, 3)}
             self.writer.write({**record, **_jsonable(metrics)}, self.iteration)
-            self._say(f"eval @ {self.iteration}: {json.dumps(_jsonable(metrics))}")
+            self._say(f"eval @ {self.iteration}: {json_text.dumps(_jsonable(metrics))}")
         du.barrier()
         self.last_metrics = metrics
         return metrics

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from detseg.evaluation.confusion import IOU_THRESH, SCORE_THRESH, DetectionConfu
 from detseg.evaluation.distributed import gather_results, is_main_process
 from detseg.structures.boxes import xyxy_to_xywh
 from detseg.structures.instances import Instances
+from detseg.utils import json_text
 
 # Order of ``COCOeval.stats`` for the bbox and segm iou types.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -138,7 +138,7 @@ class CocoEvaluator:
     def write_predictions(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.results))
+        path.write_text(json_text.dumps(self.results))
 
     def evaluate(self) -> dict:
         """``{iou_type: {stat: value, "AP-<class>": value}}`` on rank 0, ``{}`` on other ranks.

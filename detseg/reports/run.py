@@ -19,6 +19,7 @@ from pathlib import Path
 
 from detseg.reports import history
 from detseg.reports.labels import label_statistics
+from detseg.utils import json_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ PLOTS_DIR = "plots"
 def write_json(folder: str | Path, name: str, data) -> Path:
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2 if name == METRICS else None))
+    path.write_text(json_text.dumps(data, indent=2 if name == METRICS else None))
     return path
 
 
