@@ -44,19 +44,26 @@ def output_path(out_dir: Path, item: InputFile, suffix: str, overwrite: bool) ->
 
 def main() -> int:
     parser = config_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True,
+                        help="detseg checkpoint of a run (RUN_DIR/last.pt or best.pt); an .onnx file with "
+                             "--backend onnxruntime")
     parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
                         help="onnxruntime: --checkpoint is an .onnx file written by tools/export.py")
     parser.add_argument("--input", nargs="+", required=True,
                         help="image / video files and/or folders (searched recursively)")
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="draw and save detections above this")
+    parser.add_argument("--output-dir", required=True,
+                        help="folder for the drawn images / videos and predictions.json")
+    parser.add_argument("--score-threshold", type=float, default=0.5,
+                        help="draw and save detections scoring at least this (default: 0.5)")
     parser.add_argument("--limit", type=int, default=None, help="process at most this many images / videos")
     parser.add_argument("--save-txt", action="store_true",
                         help="also write DIR/labels/<name>.txt: 'class cx cy w h score' lines, normalised")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --output-dir")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    files = collect_inputs(args.input)[: args.limit]
+    if not files:
+        raise FileNotFoundError(f"no images or videos found in {' '.join(args.input)}")
     backend = OnnxPredictor if args.backend == "onnxruntime" else Predictor
     predictor = backend(cfg, args.checkpoint)
     if args.save_txt and predictor.task == "semantic":
@@ -65,7 +72,6 @@ def main() -> int:
     if (out_dir / "predictions.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out_dir / 'predictions.json'} exists; pass --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = collect_inputs(args.input)[: args.limit]
     records, failures, start = [], 0, time.perf_counter()
     for item in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
         try:
@@ -79,7 +85,21 @@ def main() -> int:
     videos = sum("video" in r for r in records)  # their frames per second were printed per video
     written = f"{len(records) - videos} images and {videos} videos" if videos else f"{len(records)} images"
     print(f"{written} written to {out_dir}, {failures} skipped ({rate:.1f} {'files' if videos else 'images'}/s)")
+    hint = below_threshold_hint(records, args.score_threshold)
+    if hint:
+        print(hint)
     return 1 if failures and not records else 0
+
+
+def below_threshold_hint(records: list[dict], threshold: float) -> str | None:
+    """One line when images came out empty only because every detection scored under the threshold."""
+    hidden = [r for r in records if "best_score_below_threshold" in r]
+    if not hidden:
+        return None
+    best = max(hidden, key=lambda r: r["best_score_below_threshold"])
+    return (f"{len(hidden)} of {len(records)} images show no detection because all of theirs scored below "
+            f"--score-threshold {threshold:g} (best {best['best_score_below_threshold']:.3f}, in "
+            f"{best['file_name']}); pass a lower --score-threshold to draw them")
 
 
 def process_one(predictor: Predictor, item: InputFile, out_dir: Path, args) -> dict:
@@ -127,8 +147,10 @@ def write_txt(out_dir: Path, item: InputFile, tag: str, lines: list[str], overwr
 
 def detect(predictor: Predictor, image: np.ndarray, args) -> tuple[np.ndarray, dict, list[str]]:
     """(drawn RGB image, predictions.json record, --save-txt lines)."""
-    instances = predictor(image)
-    instances = instances[instances.scores >= args.score_threshold]
+    everything = predictor(image)
+    instances = everything[everything.scores >= args.score_threshold]
+    hidden = ({"best_score_below_threshold": round(float(everything.scores.max()), 4)}
+              if len(everything) and not len(instances) else {})
     drawn = draw_instances(image, instances, predictor.class_names)
     lines = yolo_lines(instances.boxes.numpy(), instances.scores.numpy(), instances.labels.numpy(), image.shape[:2])
     return drawn, {
@@ -137,6 +159,7 @@ def detect(predictor: Predictor, image: np.ndarray, args) -> tuple[np.ndarray, d
         "labels": instances.labels.tolist(),
         "class_names": [predictor.class_names[i] for i in instances.labels.tolist()],
         **({"masks": encode_masks(instances.masks)} if instances.masks is not None else {}),
+        **hidden,
     }, lines
 
 

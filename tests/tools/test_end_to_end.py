@@ -200,3 +200,27 @@ def test_mask_rcnn_trains_on_masks_and_reports_segm_beside_bbox(shapes_paths, tm
     # (4 iterations score near 0; tests/evaluation checks non-trivial segm numbers against pycocotools)
     for name, value in zip(names, coco_eval.stats):
         assert metrics["segm"][name] == pytest.approx(value * 100, abs=1e-9), name
+
+
+@pytest.mark.slow
+def test_infer_says_when_the_threshold_hid_every_detection(trained_run, shapes_paths, tmp_path):
+    out, overrides = trained_run
+    images = sorted(Path(shapes_paths["val_dir"]).glob("*.jpg"))[:2]
+    result = run_tool("tools/infer.py", CONFIG, "--checkpoint", str(out / "last.pt"), "--input", *map(str, images),
+                      "--output-dir", str(tmp_path / "pred"), "--score-threshold", "1.01", *overrides)
+    assert "2 of 2 images show no detection because all of theirs scored below --score-threshold 1.01 (best " \
+        in result.stdout, result.stdout
+    records = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert all(r["boxes"] == [] and 0 < r["best_score_below_threshold"] <= 1 for r in records)
+
+
+@pytest.mark.slow
+def test_infer_on_a_folder_without_images_fails_with_one_line(trained_run, tmp_path):
+    out, overrides = trained_run
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no pictures here")
+    result = run_tool("tools/infer.py", CONFIG, "--checkpoint", str(out / "last.pt"), "--input",
+                      str(tmp_path / "empty"), "--output-dir", str(tmp_path / "pred"), *overrides, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: no images or videos found in {tmp_path / 'empty'}"
+    assert not (tmp_path / "pred").exists()
