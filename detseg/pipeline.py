@@ -15,7 +15,7 @@ from detseg.auto_sizes import auto_sizes_from_run
 from detseg.config import Config, from_dict
 from detseg.data.build import build_test_loader
 from detseg.data.collate import collate
-from detseg.engine.checkpoint import load_checkpoint, load_model_weights
+from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from detseg.engine import precision
 from detseg.engine.distributed import get_rank, get_world_size, select_device
 from detseg.engine.sampler import InfiniteSampler
@@ -62,9 +62,30 @@ def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[tor
     # the checkpoint holds every weight: the backbone's starting weights (a download, another run's
     # file that may be gone by now) are not needed
     model = build_model(replace(cfg.model, backbone=replace(cfg.model.backbone, weights=None)))
-    model.load_state_dict(state["model"] if "model" in state else state)
+    weights = state["model"] if "model" in state else state
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:  # pages of key names: say which models differ instead
+        raise CheckpointError(_mismatch_message(checkpoint, stored, cfg, model, weights)) from None
     apply_test_overrides(model, cfg)
     return precision.prepare_model(model, cfg.train, device).eval(), cfg
+
+
+def _mismatch_message(checkpoint, stored: dict | None, cfg: Config, model, weights: dict) -> str:
+    expected = model.state_dict()
+    missing = len(set(expected) - set(weights))
+    unexpected = len(set(weights) - set(expected))
+    reshaped = sum(1 for k, v in weights.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape))
+    trained = _describe_model(from_dict(Config, stored, prefix="").model) if stored else "a model of unknown config"
+    return (f"checkpoint {checkpoint} is {trained}; the config builds {_describe_model(cfg.model)} "
+            f"({missing} weights missing, {unexpected} unexpected, {reshaped} of another shape): evaluate it with "
+            f"the config it was trained with (its run folder's config.yaml)")
+
+
+def _describe_model(model_cfg) -> str:
+    backbone = model_cfg.backbone
+    width = f" x{backbone.width:g}" if backbone.width != 1.0 else ""
+    return f"a {model_cfg.arch} on {backbone.name}{width} with {model_cfg.num_classes} classes"
 
 
 def train_loader_factory(cfg: Config, dataset):

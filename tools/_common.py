@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,19 @@ def config_parser(description: str, config_required: bool = True) -> argparse.Ar
                         help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.lr=0.01")
     return parser
+
+
+def writable_folder(path, flag: str = "--output-dir") -> Path:
+    """Create ``path`` if needed and prove it takes a file, before any work is done, so that a read-only
+    or mistyped folder is one line at the start instead of a traceback after minutes of work."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".detseg_write_test_"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to {flag} {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def load(args):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
-from _common import config_parser, load, run_main
+from _common import config_parser, load, run_main, writable_folder
 from tqdm import tqdm
 
 from detseg.data.browse import browse_keys, build_browse_dataset, draw_ground_truth
@@ -25,7 +25,7 @@ def main() -> int:
     cfg = load(args)
     dataset = build_browse_dataset(cfg, args.split)
     keys = browse_keys(len(dataset), args.split, cfg.train.seed, args.limit)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(args.output_dir)
     objects = 0
     for position, key in enumerate(tqdm(keys, desc="browse", mininterval=1.0 if sys.stderr.isatty() else 30.0)):
         sample = dataset[key]

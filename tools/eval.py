@@ -6,7 +6,7 @@ DIR/confusion_matrix.json, drawn in DIR/plots);
 semantic models (arch fcn) write only metrics.json, with a "sem_seg" block (mIoU, fwIoU, mACC, pACC);
 classifiers (arch classifier) likewise, with a "classification" block (top1, top5).
 """
-from _common import config_parser, load, run_main
+from _common import config_parser, load, run_main, writable_folder
 
 from detseg.auto_sizes import auto_sizes_from_checkpoint
 from detseg.data.build import build_dataset
@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("--output-dir", default=None, help="where metrics.json and predictions.json go")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    output_dir = writable_folder(args.output_dir or f"{cfg.train.output_dir}/eval")  # before evaluating
     auto_sizes_from_checkpoint(cfg, args.checkpoint)  # a custom config's "auto" sizes: the run's values
     dataset = build_dataset(cfg.data, "val", train=False)
     dataset = wrap_with_proposals(cfg, dataset, "val")
@@ -31,7 +32,6 @@ def main() -> int:
     model, cfg = load_trained_model(cfg, args.checkpoint, device)
     if cfg.test.compile:
         print(f"test.compile: compiling {', '.join(compile_for_inference(model))} (once per input shape)")
-    output_dir = args.output_dir or f"{cfg.train.output_dir}/eval"
     metrics = evaluate(model, dataset, cfg, device, output_dir)
     print(format_metrics_table(metrics))
     plots = write_plots(output_dir)  # PR curves and confusion matrix (detection)

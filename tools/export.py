@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import torch
-from _common import config_parser, load, run_main
+from _common import config_parser, load, run_main, writable_folder
 
 from detseg.data.datasets.base import read_rgb
 from detseg.export.onnx_export import (DEFAULT_OPSET, TOLERANCES, ExportMismatch, check_images, check_tolerances,
@@ -37,6 +37,7 @@ def main() -> int:
     output = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    writable_folder(output.parent, "the folder of --output")  # before exporting
     # the graph is float32 in the default layout whatever this CPU's "auto" precision would pick
     cfg.train.amp, cfg.train.channels_last = False, False
     model, cfg = load_trained_model(cfg, args.checkpoint, torch.device("cpu"))

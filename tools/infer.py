@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import config_parser, load, run_main
+from _common import config_parser, load, run_main, writable_folder
 from tqdm import tqdm
 
 from detseg.data.datasets.base import read_rgb
@@ -64,6 +64,7 @@ def main() -> int:
     files = collect_inputs(args.input)[: args.limit]
     if not files:
         raise FileNotFoundError(f"no images or videos found in {' '.join(args.input)}")
+    writable_folder(args.output_dir)  # before the model loads
     backend = OnnxPredictor if args.backend == "onnxruntime" else Predictor
     predictor = backend(cfg, args.checkpoint)
     if args.save_txt and predictor.task == "semantic":

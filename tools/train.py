@@ -1,5 +1,5 @@
 """Train a model: python tools/train.py CONFIG [--output-dir DIR] [--resume] [key=value ...]"""
-from _common import config_parser, load, run_main
+from _common import config_parser, load, run_main, writable_folder
 
 from detseg.engine.distributed import init_distributed, is_main_process
 from detseg.engine.run_folder import prepare_run_folder
@@ -27,6 +27,7 @@ def main() -> int:
         cfg.train.output_dir = args.output_dir
     init_distributed()
     if is_main_process():  # before any work: a finished run is not overwritten by accident
+        writable_folder(cfg.train.output_dir)
         removed = prepare_run_folder(cfg.train.output_dir, args.resume, args.overwrite)
         if removed:
             print(f"--overwrite: removed {', '.join(removed)} of the previous run in {cfg.train.output_dir}")

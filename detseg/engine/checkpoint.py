@@ -96,6 +96,11 @@ def _read_file(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (old: a pickle)
+        raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle: "
+                              f"it starts with {head!r})")
     try:
         with warnings.catch_warnings():
             # torch warns before refusing a foreign pickle; the CheckpointError says it better.

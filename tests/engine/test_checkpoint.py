@@ -65,7 +65,10 @@ def test_rejects_truncated_file(tmp_path):
 def test_rejects_non_torch_and_foreign_files(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello, not a checkpoint\n")
-    _assert_rejected(text)
+    _assert_rejected(text, match="is not a torch checkpoint")
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    _assert_rejected(noise, match="is not a torch checkpoint")  # not "holds Python objects"
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     _assert_rejected(foreign, match="not a detseg checkpoint")

@@ -224,3 +224,38 @@ def test_infer_on_a_folder_without_images_fails_with_one_line(trained_run, tmp_p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: no images or videos found in {tmp_path / 'empty'}"
     assert not (tmp_path / "pred").exists()
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_architecture_is_one_line(trained_run, shapes_paths, tmp_path):
+    out, _ = trained_run
+    image = sorted(Path(shapes_paths["val_dir"]).glob("*.jpg"))[0]
+    result = run_tool("tools/infer.py", "configs/ssd/shapes.yaml", "--checkpoint", str(out / "last.pt"), "--input",
+                      str(image), "--output-dir", str(tmp_path / "pred"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "state_dict" not in result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message, repr(message)
+    assert "is a faster_rcnn on resnet18 x0.25 with 6 classes" in message
+    assert "the config builds a ssd on resnet18 x0.5 with 6 classes" in message and "config.yaml" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool", ["train", "eval", "infer", "export", "browse"])
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(trained_run, shapes_paths, tmp_path,
+                                                                              tool):
+    out, overrides = trained_run
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder would go")  # root writes anywhere: make the path itself impossible
+    target = str(blocker / "out")
+    image = str(sorted(Path(shapes_paths["val_dir"]).glob("*.jpg"))[0])
+    args = {"train": ["tools/train.py", CONFIG, "--output-dir", target, *overrides],
+            "eval": ["tools/eval.py", CONFIG, "--checkpoint", str(out / "last.pt"), "--output-dir", target, *overrides],
+            "infer": ["tools/infer.py", CONFIG, "--checkpoint", str(out / "last.pt"), "--input", image,
+                      "--output-dir", target, *overrides],
+            "export": ["tools/export.py", CONFIG, "--checkpoint", str(out / "last.pt"), "--output",
+                       f"{target}/model.onnx", *overrides],
+            "browse": ["tools/browse_dataset.py", CONFIG, "--output-dir", target, *overrides]}[tool]
+    result = run_tool(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write to ") and target in lines[0], lines
