@@ -23,7 +23,7 @@ warnings.formatwarning = _one_line_warning
 def config_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs=None if config_required else "?",
-                        help="YAML config, e.g. configs/faster_rcnn/shapes.yaml")
+                        help="YAML config, e.g. configs/faster_rcnn/shapes.yaml, or a run folder (its config.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. solver.lr=0.01")
     return parser
 
@@ -42,7 +42,31 @@ def writable_folder(path, flag: str = "--output-dir") -> Path:
 
 
 def load(args):
-    return load_config(args.config, args.overrides)
+    """The config of ``args.config``: a YAML file, or a run folder (its config.yaml, as trained)."""
+    return load_config(config_path(args.config), args.overrides)
+
+
+def config_path(config: str) -> Path:
+    path = Path(config)
+    if not path.is_dir():
+        return path
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(f"{path} is a folder without config.yaml: give a config file or a run folder")
+    return path / "config.yaml"
+
+
+def run_checkpoint(args) -> str:
+    """``--checkpoint`` if given, else the run folder's best.pt (or last.pt) when CONFIG is a run folder."""
+    if args.checkpoint:
+        return args.checkpoint
+    folder = Path(args.config)
+    for name in ("best.pt", "last.pt"):
+        if folder.is_dir() and (folder / name).is_file():
+            return str(folder / name)
+    if folder.is_dir():
+        raise FileNotFoundError(f"the run folder {folder} holds no best.pt or last.pt")
+    raise ValueError("--checkpoint is needed when CONFIG is a config file (with a run folder as CONFIG, its "
+                     "best.pt or last.pt is used)")
 
 
 def run_main(main) -> None:

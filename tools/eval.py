@@ -1,4 +1,5 @@
 """Evaluate a checkpoint: python tools/eval.py CONFIG --checkpoint CKPT [--output-dir DIR] [key=value ...]
+or a run as trained:     python tools/eval.py RUN_DIR [--output-dir DIR]  (its config.yaml and best.pt)
 
 Prints the metric table (per-class AP and AP50 included), writes DIR/metrics.json (percent),
 DIR/predictions.json (COCO results), PR curves and the confusion matrix (DIR/pr_curves.json,
@@ -6,7 +7,7 @@ DIR/confusion_matrix.json, drawn in DIR/plots);
 semantic models (arch fcn) write only metrics.json, with a "sem_seg" block (mIoU, fwIoU, mACC, pACC);
 classifiers (arch classifier) likewise, with a "classification" block (top1, top5).
 """
-from _common import config_parser, load, run_main, writable_folder
+from _common import config_parser, load, run_checkpoint, run_main, writable_folder
 
 from detseg.auto_sizes import auto_sizes_from_checkpoint
 from detseg.data.build import build_dataset
@@ -19,17 +20,19 @@ from detseg.reports.run import write_plots
 
 def main() -> int:
     parser = config_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True, help="detseg checkpoint (last.pt, best.pt)")
+    parser.add_argument("--checkpoint",
+                        help="detseg checkpoint (default with a run folder as CONFIG: its best.pt, else last.pt)")
     parser.add_argument("--output-dir", default=None, help="where metrics.json and predictions.json go")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    checkpoint = run_checkpoint(args)
     output_dir = writable_folder(args.output_dir or f"{cfg.train.output_dir}/eval")  # before evaluating
-    auto_sizes_from_checkpoint(cfg, args.checkpoint)  # a custom config's "auto" sizes: the run's values
+    auto_sizes_from_checkpoint(cfg, checkpoint)  # a custom config's "auto" sizes: the run's values
     dataset = build_dataset(cfg.data, "val", train=False)
     dataset = wrap_with_proposals(cfg, dataset, "val")
     device = device_for(cfg)
     # one loading path with tools/infer.py: the label space comes from the checkpoint's stored config
-    model, cfg = load_trained_model(cfg, args.checkpoint, device)
+    model, cfg = load_trained_model(cfg, checkpoint, device)
     if cfg.test.compile:
         print(f"test.compile: compiling {', '.join(compile_for_inference(model))} (once per input shape)")
     metrics = evaluate(model, dataset, cfg, device, output_dir)

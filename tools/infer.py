@@ -1,5 +1,6 @@
 """Run a trained model on images:
 python tools/infer.py CONFIG --checkpoint CKPT --input PATH [PATH ...] --output-dir DIR [--score-threshold T]
+python tools/infer.py RUN_DIR --input PATH [PATH ...] --output-dir DIR  (the run's config.yaml and best.pt)
 
 Writes DIR/<image name>.jpg with boxes, class names and scores drawn (Mask R-CNN: masks blended under
 them, one colour per instance), and DIR/predictions.json (masks as COCO RLE).
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import config_parser, load, run_main, writable_folder
+from _common import config_parser, load, run_checkpoint, run_main, writable_folder
 from tqdm import tqdm
 
 from detseg.data.datasets.base import read_rgb
@@ -44,9 +45,9 @@ def output_path(out_dir: Path, item: InputFile, suffix: str, overwrite: bool) ->
 
 def main() -> int:
     parser = config_parser(__doc__)
-    parser.add_argument("--checkpoint", required=True,
-                        help="detseg checkpoint of a run (RUN_DIR/last.pt or best.pt); an .onnx file with "
-                             "--backend onnxruntime")
+    parser.add_argument("--checkpoint",
+                        help="detseg checkpoint (default with a run folder as CONFIG: its best.pt, else last.pt); "
+                             "an .onnx file with --backend onnxruntime")
     parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
                         help="onnxruntime: --checkpoint is an .onnx file written by tools/export.py")
     parser.add_argument("--input", nargs="+", required=True,
@@ -61,12 +62,13 @@ def main() -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --output-dir")
     args = parser.parse_intermixed_args()
     cfg = load(args)
+    checkpoint = run_checkpoint(args)
     files = collect_inputs(args.input)[: args.limit]
     if not files:
         raise FileNotFoundError(f"no images or videos found in {' '.join(args.input)}")
     writable_folder(args.output_dir)  # before the model loads
     backend = OnnxPredictor if args.backend == "onnxruntime" else Predictor
-    predictor = backend(cfg, args.checkpoint)
+    predictor = backend(cfg, checkpoint)
     if args.save_txt and predictor.task == "semantic":
         raise ValueError("--save-txt writes boxes; a semantic model (arch fcn) has none")
     out_dir = Path(args.output_dir)

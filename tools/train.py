@@ -2,6 +2,7 @@
 from _common import config_parser, load, run_main, writable_folder
 
 from detseg.engine.distributed import init_distributed, is_main_process
+from detseg.engine import precision
 from detseg.engine.run_folder import prepare_run_folder
 from detseg.engine.trainer import Trainer
 from detseg.models.build import trains_on_masks
@@ -49,6 +50,8 @@ def main() -> int:
         cfg.model.class_names = list(train_set.class_names)
     model = build_model_for(cfg, train_set)
     device = device_for(cfg)
+    if is_main_process():
+        print(start_summary(cfg, train_set, val_set, device))
     run_dir = cfg.train.output_dir
     if is_main_process():
         write_label_statistics(run_dir, train_set)
@@ -70,6 +73,14 @@ def main() -> int:
 
             print(format_metrics_table(metrics))
     return 0
+
+
+def start_summary(cfg, train_set, val_set, device) -> str:
+    """The run at a glance: where it writes, on what data, on which device and in which precision."""
+    names = ", ".join(cfg.model.class_names or [])
+    val = f"val {len(val_set)} images" if val_set is not None else "no val split"
+    return (f"run {cfg.train.output_dir}: train {len(train_set)} images, {val}, {cfg.model.num_classes} classes "
+            f"({names}); {cfg.model.arch} on {device}, {precision.dtype_name(cfg.train, device)}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def voc_run(bccd_subset, tmp_path_factory):
 def test_custom_config_sizes_itself_and_learns_on_real_photographs(voc_run):
     out, _, stdout = voc_run
     assert "auto input size" in stdout and "anchors [[" in stdout
+    assert f"run {out}: train {NUM_TRAIN} images, val {NUM_VAL} images, 3 classes (Platelets, RBC, WBC); " \
+           "faster_rcnn on cpu, float32" in stdout
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["data"]["min_size_test"] == 288 and stored["data"]["format"] == "voc"
     assert all(isinstance(level[0], float) for level in stored["model"]["rpn"]["anchor_sizes"])
@@ -102,3 +104,17 @@ def test_checker_names_only_the_genuinely_bad_boxes_of_bccd():
     assert len(bad) == 2 and "BloodImage_00338.xml" in bad[0] and "BloodImage_00343.xml" in bad[1]
     test = check_voc(BCCD, "test")
     assert test.num_images == 72 and test.ok and not test.problems
+
+
+@pytest.mark.slow
+def test_eval_and_infer_take_the_run_folder_alone(voc_run, tmp_path):
+    out, _, _ = voc_run
+    run_tool("tools/eval.py", str(out), "--output-dir", str(tmp_path / "eval"), "train.amp=false")
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in logs if r["type"] == "eval"][-1]["bbox"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["bbox"]["AP"] == pytest.approx(
+        trained["AP"], abs=0.05)  # best.pt is the last evaluated model here: the run evaluated once
+    image = BCCD / "JPEGImages" / "BloodImage_00007.jpg"
+    result = run_tool("tools/infer.py", str(out), "--input", str(image), "--output-dir", str(tmp_path / "pred"))
+    records = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert "1 images written" in result.stdout and set(records[0]["class_names"]) <= {"Platelets", "RBC", "WBC"}
