@@ -14,7 +14,7 @@ from _common import run_main
 from detseg.config import config_to_dict, load_config
 from detseg.engine.checkpoint import save_checkpoint
 from detseg.models.build import build_model
-from detseg.models.torchvision_import import CONFIGS, convert_state_dict, load_converted
+from detseg.models.torchvision_import import CONFIGS, convert_state_dict, load_converted, torchvision_class_names
 
 
 def main() -> int:
@@ -30,6 +30,8 @@ def main() -> int:
         state = state["model"]  # torchvision's reference scripts wrap the weights
     config_path = Path(__file__).resolve().parents[1] / CONFIGS[args.arch]
     cfg = load_config(config_path, ["model.backbone.weights=null"])
+    # stored with the run so that infer labels a cup "cup", not its contiguous index
+    cfg.model.class_names = torchvision_class_names(args.arch, cfg.model.num_classes)
     model = build_model(cfg.model)
     load_converted(model, convert_state_dict(args.arch, state))
     save_checkpoint(args.output, {"model": model.state_dict(), "config": config_to_dict(cfg), "iteration": 0})

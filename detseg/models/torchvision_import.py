@@ -85,6 +85,15 @@ CONFIGS["ssd300_vgg16"] = "configs/ssd/coco_ssd300_vgg16.yaml"
 CONFIGS["ssdlite320_mobilenet_v3_large"] = "configs/ssd/coco_ssdlite320_mobilenet_v3.yaml"
 
 
+def torchvision_class_names(arch: str, num_classes: int) -> list[str]:
+    """The names torchvision's weight metadata gives the classes: label i is its category i + 1 (COCO's
+    91-id space, "N/A" for the ids COCO leaves unused; VOC's 20 for the segmentation models)."""
+    from torchvision.models import get_model_weights
+
+    categories = get_model_weights(arch).DEFAULT.meta["categories"]
+    return [str(name) for name in categories[1:1 + num_classes]]
+
+
 def convert_state_dict(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if arch not in RULES:
         raise ValueError(f"--arch '{arch}' is not supported (supported: {', '.join(RULES)})")

@@ -116,7 +116,10 @@ def test_import_tool_writes_a_checkpoint_eval_can_load(tmp_path, monkeypatch):
         runpy.run_path(str(root / "tools/import_torchvision.py"), run_name="__main__")
     assert exit_info.value.code == 0
     cfg = load_config(root / CONFIGS["ssdlite320_mobilenet_v3_large"], ["model.backbone.weights=null"])
-    model, _ = load_trained_model(cfg, tmp_path / "detseg.pt", "cpu")
+    model, loaded = load_trained_model(cfg, tmp_path / "detseg.pt", "cpu")
+    names = loaded.model.class_names  # torchvision's COCO names, stored with the import
+    assert len(names) == loaded.model.num_classes == 90 and names[0] == "person" and names[46] == "cup"
+    assert names[11] == "N/A"  # COCO id 12 is unused
     ours = model.state_dict()
     for name, value in convert_state_dict("ssdlite320_mobilenet_v3_large", tv.state_dict()).items():
         assert torch.equal(ours[name], value), name
