@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import warnings
@@ -77,5 +78,7 @@ def run_main(main) -> None:
     try:
         sys.exit(main())
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        if os.environ.get("DETSEG_DEBUG"):  # the full traceback, for a bug report
+            raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -135,3 +135,25 @@ def primary_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
     scores = {k: v for k, v in metrics.items() if k != "val_loss"}
     flat = {k: v for k, v in flatten_numbers(scores).items() if math.isfinite(v)}
     return next(iter(flat.items()), None)
+
+
+LINE_KEYS = 6  # summary numbers per task in the one-line form
+
+
+def format_metrics_line(metrics: dict) -> str:
+    """One line for the training log: the first summary numbers of each task, e.g.
+    ``bbox AP 39.4 AP50 79.8 ... | voc mAP 70.5 ... | val_loss loss 0.862 ...``; per-class numbers are left
+    to metrics.json and the table tools/train.py prints at the end."""
+    parts = []
+    for task, values in metrics.items():
+        if not isinstance(values, dict):
+            continue
+        summary = [(k, v) for k, v in values.items() if "-" not in k and isinstance(v, (int, float))][:LINE_KEYS]
+        parts.append(f"{task} " + " ".join(f"{k} {_number(float(v), task == 'val_loss')}" for k, v in summary))
+    return " | ".join(parts)
+
+
+def _number(value: float, is_loss: bool) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.4g}" if is_loss else f"{value:.1f}"  # losses are not percent: 0.004 must not print as 0.0

@@ -14,11 +14,10 @@ from detseg.config import Config, config_to_dict, dump_config
 from detseg.engine import distributed as du
 from detseg.engine import precision
 from detseg.engine.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
-from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, primary_metric
+from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, format_metrics_line, primary_metric
 from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
 from detseg.structures import Batch
 from detseg.utils.rng import get_rng_state, preserved_rng, seed_everything, set_rng_state
-from detseg.utils import json_text
 
 NONFINITE_POLICIES = ("error", "skip")
 # (section, key, "refuse" | "warn"): config changes between a checkpoint and its resume.
@@ -292,7 +291,8 @@ class Trainer:
         if self.is_main:
             record = {"type": "eval", "iter": self.iteration, "train_minutes": round(self._elapsed() / 60, 3)}
             self.writer.write({**record, **_jsonable(metrics)}, self.iteration)
-            self._say(f"eval @ {self.iteration}: {json_text.dumps(_jsonable(metrics))}")
+            self._say(f"eval @ {self.iteration} ({record['train_minutes']:.1f} training min): "
+                      f"{format_metrics_line(_jsonable(metrics))}")
         du.barrier()
         self.last_metrics = metrics
         return metrics

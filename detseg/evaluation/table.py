@@ -62,3 +62,4 @@ def _per_class_table(metrics: dict) -> str:
     for i in range(0, len(cells), per_row):
         lines.append(" | ".join(cells[i : i + per_row]))
     return "\n".join(lines)
+

@@ -35,3 +35,11 @@ def test_dumps_refuses_what_it_cannot_make_finite():
     assert dumps({"a": (float("-inf"), 2)}) == '{"a": [null, 2]}'
     with pytest.raises(TypeError):
         dumps({"a": object()})
+
+
+def test_the_training_log_shows_an_evaluation_as_one_readable_line():
+    from detseg.engine.metrics import format_metrics_line
+
+    metrics = {"bbox": {"AP": 39.53, "AP50": 79.81, "AP-cat": 12.0, "APs": float("nan")},
+               "val_loss": {"loss": 0.8621, "loss_rpn_box": 0.0043}}
+    assert format_metrics_line(metrics) == "bbox AP 39.5 AP50 79.8 APs nan | val_loss loss 0.8621 loss_rpn_box 0.0043"

@@ -4,6 +4,7 @@ The model is the shapes config shrunk (quarter-width ResNet-18, 128 px), trained
 training images and evaluated on the same images, so learning shows within ~1 minute.
 """
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -260,3 +261,14 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(tra
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot write to ") and target in lines[0], lines
+
+
+def test_detseg_debug_shows_the_traceback_that_the_one_line_error_hides():
+    args = ["tools/train.py", CONFIG, "solver.lrr=0.1"]
+    plain = run_tool(*args, check=False)
+    assert plain.returncode == 2 and plain.stderr.strip().startswith("error: unknown config key 'solver.lrr'")
+    assert "Traceback" not in plain.stderr
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DETSEG_DEBUG": "1"})
+    assert result.returncode != 0 and "Traceback (most recent call last)" in result.stderr
+    assert "ConfigError: unknown config key 'solver.lrr'" in result.stderr
