@@ -1,6 +1,7 @@
-"""The ``auto`` values of a config, filled in from the training set (at the start of training) or
-from a trained run's stored config (evaluation, inference, export), so all of them use the same numbers.
-The rules are in detseg.data.autosize."""
+"""What a config leaves to the data, fixed once from the training set (at the start of training) and
+read back from a trained run's stored config (evaluation, inference, export), so all of them agree: the
+``auto`` sizes (rules in detseg.data.autosize) and the label space (a VOC val split that lacks a class
+must not renumber the others)."""
 from __future__ import annotations
 
 from detseg.config import Config, from_dict
@@ -80,22 +81,39 @@ def _median_short(stats: SizeStats) -> int:
     return int(shorts[len(shorts) // 2])
 
 
-def auto_sizes_from_run(cfg: Config, stored: dict | None) -> None:
-    """Fill the "auto" sizes of ``cfg`` from a run's stored config (a checkpoint's "config")."""
-    wanted = auto_keys(cfg)
-    if not wanted:
+def pin_label_space(data_cfg, train_set) -> None:
+    """Detection data without an explicit label space gets the training set's: VOC class names (else each
+    split sorts the names it finds) and COCO category ids; stored with the run."""
+    if data_cfg.task != "detection":
         return
-    if stored is None:
+    if data_cfg.format == "voc" and data_cfg.classes is None:
+        data_cfg.classes = list(train_set.class_names)
+    elif data_cfg.format == "coco" and data_cfg.category_ids is None:
+        data_cfg.category_ids = [int(c) for c in train_set.category_ids]
+
+
+def auto_sizes_from_run(cfg: Config, stored: dict | None) -> None:
+    """Fill the "auto" sizes of ``cfg``, and a label space it leaves open, from a run's stored config (a
+    checkpoint's "config")."""
+    wanted = auto_keys(cfg)
+    if stored is None and wanted:
         raise ValueError("the config has 'auto' sizes but the checkpoint stores no config to take them from; "
                          "pass the run's config.yaml instead")
+    if stored is None:
+        return
     trained = from_dict(Config, stored, prefix="")
     for section, key in wanted:
         setattr(_section(cfg, section), key, getattr(_section(trained, section), key))
+    same_data = cfg.data.format == trained.data.format and cfg.data.task == trained.data.task
+    if same_data and cfg.data.classes is None:
+        cfg.data.classes = trained.data.classes
+    if same_data and cfg.data.category_ids is None:
+        cfg.data.category_ids = trained.data.category_ids
 
 
 def auto_sizes_from_checkpoint(cfg: Config, checkpoint) -> None:
     """``auto_sizes_from_run`` with the config stored in a detseg checkpoint (read only when needed)."""
-    if has_auto_sizes(cfg):
+    if has_auto_sizes(cfg) or cfg.data.classes is None or cfg.data.category_ids is None:
         from detseg.engine.checkpoint import load_checkpoint
 
         auto_sizes_from_run(cfg, load_checkpoint(checkpoint).get("config"))

@@ -11,7 +11,7 @@ from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
 from detseg.data.errors import data_summary
-from detseg.auto_sizes import resolve_auto_sizes
+from detseg.auto_sizes import pin_label_space, resolve_auto_sizes
 from detseg.reports import write_label_statistics, write_plots_safely
 
 
@@ -38,6 +38,7 @@ def main() -> int:
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))
     train_set.quiet_skips = True  # undecodable images are counted in one line at the end, not warned mid-bar
+    pin_label_space(cfg.data, train_set)  # val, eval and infer use the training set's classes, in its order
     # a mask model's validation loss needs the masks
     val_set = (build_dataset(cfg.data, "val", train=False, with_masks=trains_on_masks(cfg.model))
                if (cfg.data.val.ann_file or cfg.data.val.root) else None)

@@ -100,3 +100,30 @@ def test_ssd_custom_config_resolves_its_square_input_and_scales():
     fresh = load_config("configs/ssd/custom.yaml", BCCD)
     auto_sizes_from_run(fresh, config_to_dict(cfg))
     assert config_to_dict(fresh) == config_to_dict(cfg)
+
+
+def test_a_val_split_without_a_class_keeps_the_training_label_space(tmp_path, voc_xml):
+    from PIL import Image
+
+    from detseg.auto_sizes import pin_label_space
+
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (tmp_path / sub).mkdir(parents=True)
+    objects = {"a": [("car", 0, 1, 1, 10, 10), ("person", 0, 12, 12, 30, 25)], "b": [("person", 0, 5, 5, 20, 20)]}
+    for name, objs in objects.items():
+        Image.new("RGB", (40, 30)).save(tmp_path / "JPEGImages" / f"{name}.jpg")
+        (tmp_path / "Annotations" / f"{name}.xml").write_text(voc_xml(name, (30, 40), objs))
+    (tmp_path / "ImageSets/Main/train.txt").write_text("a\n")
+    (tmp_path / "ImageSets/Main/val.txt").write_text("b\n")  # no car in val
+    data = [f"data.train.root={tmp_path}", "data.train.split=train", f"data.val.root={tmp_path}", "data.val.split=val",
+            "data.min_size_test=32", "data.max_size_test=64", "data.min_size_train=[32]", "data.max_size_train=64"]
+    cfg = load_config(CUSTOM, data + ["model.rpn.anchor_sizes=[[8],[16],[32],[64]]"])
+    train_set = build_dataset(cfg.data, "train", train=True)
+    assert build_dataset(cfg.data, "val", train=False).class_names == ["person"]  # what it was: person -> 0
+    pin_label_space(cfg.data, train_set)
+    val = build_dataset(cfg.data, "val", train=False)
+    assert cfg.data.classes == ["car", "person"] and val.class_names == ["car", "person"]
+    assert val[0]["labels"].tolist() == [1]  # person is label 1, as in training
+    fresh = load_config(CUSTOM, data + ["model.rpn.anchor_sizes=[[8],[16],[32],[64]]"])
+    auto_sizes_from_run(fresh, config_to_dict(cfg))  # eval with the config file and the run's checkpoint
+    assert fresh.data.classes == ["car", "person"]
