@@ -4,6 +4,8 @@ read back from a trained run's stored config (evaluation, inference, export), so
 must not renumber the others)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from detseg.config import Config, from_dict
 from detseg.data.autosize import (
     InputSize, SizeStats, anchor_coverage, choose_anchor_sizes, choose_default_box_scales, choose_input_size,
@@ -69,7 +71,8 @@ def _resolve_input_size(cfg: Config, stats: SizeStats, size: InputSize) -> list[
 
 def _resolve_anchors(cfg: Config, stats: SizeStats, size: InputSize) -> str:
     rpn = cfg.model.rpn
-    size.min_size_test, size.max_size_test = cfg.data.min_size_test, cfg.data.max_size_test
+    # anchors fit the test scale the config ends up with (a number given for it wins over the rule's)
+    size = replace(size, min_size_test=cfg.data.min_size_test, max_size_test=cfg.data.max_size_test)
     rpn.anchor_sizes = choose_anchor_sizes(stats, size, len(rpn.in_features))
     at_05, at_07 = anchor_coverage(stats, size, rpn.anchor_sizes, rpn.aspect_ratios)
     return (f"anchors {rpn.anchor_sizes} on {rpn.in_features}: an anchor fits {100 * at_05:.1f}% of the "
@@ -92,7 +95,7 @@ def pin_label_space(data_cfg, train_set) -> None:
         data_cfg.category_ids = [int(c) for c in train_set.category_ids]
 
 
-def auto_sizes_from_run(cfg: Config, stored: dict | None) -> None:
+def settings_from_run(cfg: Config, stored: dict | None) -> None:
     """Fill the "auto" sizes of ``cfg``, and a label space it leaves open, from a run's stored config (a
     checkpoint's "config")."""
     wanted = auto_keys(cfg)
@@ -111,9 +114,11 @@ def auto_sizes_from_run(cfg: Config, stored: dict | None) -> None:
         cfg.data.category_ids = trained.data.category_ids
 
 
-def auto_sizes_from_checkpoint(cfg: Config, checkpoint) -> None:
-    """``auto_sizes_from_run`` with the config stored in a detseg checkpoint (read only when needed)."""
-    if has_auto_sizes(cfg) or cfg.data.classes is None or cfg.data.category_ids is None:
+def settings_from_checkpoint(cfg: Config, checkpoint) -> None:
+    """``settings_from_run`` with the config stored in a detseg checkpoint (read only when needed)."""
+    open_labels = (cfg.data.format == "voc" and cfg.data.classes is None) or (
+        cfg.data.format == "coco" and cfg.data.category_ids is None)
+    if has_auto_sizes(cfg) or open_labels:
         from detseg.engine.checkpoint import load_checkpoint
 
-        auto_sizes_from_run(cfg, load_checkpoint(checkpoint).get("config"))
+        settings_from_run(cfg, load_checkpoint(checkpoint).get("config"))

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detseg.auto_sizes import auto_sizes_from_run
+from detseg.auto_sizes import settings_from_run
 from detseg.config import Config, from_dict
 from detseg.data.build import build_test_loader
 from detseg.data.collate import collate
@@ -54,7 +54,7 @@ def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[tor
     """Build the model a checkpoint was trained as; label space and names come from its stored config."""
     state = load_checkpoint(checkpoint)
     stored = state.get("config")
-    auto_sizes_from_run(cfg, stored)  # a custom config's "auto" sizes are the ones the run derived
+    settings_from_run(cfg, stored)  # "auto" sizes and an open label space: what the run derived
     if stored is not None:
         trained = from_dict(Config, stored, prefix="")
         cfg.model.num_classes = cfg.model.num_classes or trained.model.num_classes

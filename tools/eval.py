@@ -9,7 +9,7 @@ classifiers (arch classifier) likewise, with a "classification" block (top1, top
 """
 from _common import config_parser, load, run_checkpoint, run_main, writable_folder
 
-from detseg.auto_sizes import auto_sizes_from_checkpoint
+from detseg.auto_sizes import settings_from_checkpoint
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.engine.compile import compile_for_inference
@@ -27,7 +27,7 @@ def main() -> int:
     cfg = load(args)
     checkpoint = run_checkpoint(args)
     output_dir = writable_folder(args.output_dir or f"{cfg.train.output_dir}/eval")  # before evaluating
-    auto_sizes_from_checkpoint(cfg, checkpoint)  # a custom config's "auto" sizes: the run's values
+    settings_from_checkpoint(cfg, checkpoint)  # "auto" sizes and an open label space: the run's values
     dataset = build_dataset(cfg.data, "val", train=False)
     dataset = wrap_with_proposals(cfg, dataset, "val")
     device = device_for(cfg)

@@ -32,8 +32,9 @@ def main() -> int:
         removed = prepare_run_folder(cfg.train.output_dir, args.resume, args.overwrite)
         if removed:
             print(f"--overwrite: removed {', '.join(removed)} of the previous run in {cfg.train.output_dir}")
-    for line in resolve_auto_sizes(cfg):  # before any transform is built; stored in the run's config.yaml
-        print(line) if is_main_process() else None
+    chosen = resolve_auto_sizes(cfg)  # before any transform is built; stored in the run's config.yaml
+    if is_main_process() and chosen:
+        print("\n".join(chosen))
     if cfg.data.on_bad_sample == "error":
         require_clean_data(cfg.data)  # stop before any model is built, with the full report
     train_set = build_dataset(cfg.data, "train", train=True, with_masks=trains_on_masks(cfg.model))
@@ -63,7 +64,7 @@ def main() -> int:
     metrics = trainer.train(resume=args.resume)
     if is_main_process():
         print(f"finished; checkpoints and logs in {cfg.train.output_dir}")
-        summary = data_summary(train_set, trainer.skipped_images)
+        summary = data_summary(train_set, list(trainer.skipped_images))
         if summary:
             print(summary)
         plots = write_plots_safely(run_dir)

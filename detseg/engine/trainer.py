@@ -73,7 +73,8 @@ class Trainer:
         self.last_metrics: dict[str, Any] = {}
         self.skipped_steps = 0  # updates dropped under train.on_nonfinite=skip
         self.eval_seconds = 0.0  # spent evaluating in this job: not training time, not charged to the budget
-        self.skipped_images: list[str] = []  # undecodable images the loader skipped (data.on_bad_sample=skip)
+        # undecodable images the loader skipped (data.on_bad_sample=skip), each once however many epochs
+        self.skipped_images: dict[str, None] = {}
         if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {cfg.train.on_nonfinite!r}")
         self._last_eval_iter = self._last_save_iter = -1
@@ -168,7 +169,7 @@ class Trainer:
             empty = True
             for batch in batches:
                 empty = False
-                self.skipped_images += batch.skipped_images  # named once, at the end of the run
+                self.skipped_images.update(dict.fromkeys(batch.skipped_images))  # named at the end of the run
                 yield batch
             if empty:
                 raise RuntimeError("train_loader_factory returned an empty loader")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detseg.auto_sizes import auto_sizes_from_run, resolve_auto_sizes
+from detseg.auto_sizes import resolve_auto_sizes, settings_from_run
 from detseg.config import ConfigError, load_config
 from detseg.config.loader import config_to_dict
 from detseg.data.autosize import (
@@ -72,7 +72,7 @@ def test_resolved_on_bccd_and_stored_for_eval(tmp_path):
     assert [len(level) for level in cfg.model.rpn.anchor_sizes] == [1, 1, 1, 1]
     assert "auto input size" in lines[0] and "anchors" in lines[1] and "% of the objects at IoU 0.5" in lines[1]
     fresh = load_config(CUSTOM, BCCD)
-    auto_sizes_from_run(fresh, config_to_dict(cfg))  # what eval / infer / export do with a checkpoint
+    settings_from_run(fresh, config_to_dict(cfg))  # what eval / infer / export do with a checkpoint
     assert config_to_dict(fresh) == config_to_dict(cfg)
     assert len(build_dataset(fresh.data, "val", train=False)) == 72
 
@@ -98,7 +98,7 @@ def test_ssd_custom_config_resolves_its_square_input_and_scales():
     assert 0.02 <= cfg.model.ssd.min_scale < cfg.model.ssd.max_scale <= 0.95
     assert any("default boxes" in line for line in lines)
     fresh = load_config("configs/ssd/custom.yaml", BCCD)
-    auto_sizes_from_run(fresh, config_to_dict(cfg))
+    settings_from_run(fresh, config_to_dict(cfg))
     assert config_to_dict(fresh) == config_to_dict(cfg)
 
 
@@ -125,5 +125,5 @@ def test_a_val_split_without_a_class_keeps_the_training_label_space(tmp_path, vo
     assert cfg.data.classes == ["car", "person"] and val.class_names == ["car", "person"]
     assert val[0]["labels"].tolist() == [1]  # person is label 1, as in training
     fresh = load_config(CUSTOM, data + ["model.rpn.anchor_sizes=[[8],[16],[32],[64]]"])
-    auto_sizes_from_run(fresh, config_to_dict(cfg))  # eval with the config file and the run's checkpoint
+    settings_from_run(fresh, config_to_dict(cfg))  # eval with the config file and the run's checkpoint
     assert fresh.data.classes == ["car", "person"]

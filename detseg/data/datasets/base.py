@@ -16,6 +16,7 @@ Subclasses provide ``image_ids``, ``get_image_info(idx)`` and ``_load_target(idx
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Callable
 
@@ -39,16 +40,9 @@ def read_rgb(path: str) -> np.ndarray:
     The pixel count is checked on the header before decoding (decompression bombs).
     High bit depths (16-bit PNG) are scaled to 8 bit, never clipped.
     """
-    try:
-        with Image.open(path) as img:
-            h, w = img.size[1], img.size[0]
-            if too_many_pixels(h, w):
-                raise DatasetError(f"{path}: {pixel_limit_message(h, w)}")
-            return _to_rgb(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+    with _decoding(path), Image.open(path) as img:
+        _check_pixels(path, img)
+        return _to_rgb(ImageOps.exif_transpose(img))
 
 
 def read_rgb_reduced(path: str, hw: tuple[int, int], needed_hw: tuple[int, int]) -> tuple[np.ndarray, bool]:
@@ -56,21 +50,31 @@ def read_rgb_reduced(path: str, hw: tuple[int, int], needed_hw: tuple[int, int])
     of its size by libjpeg (PIL's draft mode), never below ``needed_hw``: a 12 Mpx photograph resized to
     a few hundred pixels decodes about 4x faster. ``hw`` is the annotated displayed size; a header that
     disagrees with it is decoded in full and left to the caller's size check. Returns (image, reduced)."""
+    with _decoding(path), Image.open(path) as img:
+        _check_pixels(path, img)
+        if displayed_size(img) != tuple(hw) or img.format != "JPEG":
+            return _to_rgb(ImageOps.exif_transpose(img)), False
+        transposed = exif_orientation(img) in TRANSPOSED_ORIENTATIONS
+        need_h, need_w = needed_hw[::-1] if transposed else needed_hw
+        img.draft("RGB", (int(need_w), int(need_h)))
+        image = _to_rgb(ImageOps.exif_transpose(img))
+        return image, image.shape[:2] != tuple(hw)
+
+
+@contextlib.contextmanager
+def _decoding(path: str):
+    """PIL's many failure types as one DatasetError naming the file."""
     try:
-        with Image.open(path) as img:
-            if displayed_size(img) == tuple(hw) and img.format == "JPEG":
-                transposed = exif_orientation(img) in TRANSPOSED_ORIENTATIONS
-                need_h, need_w = needed_hw[::-1] if transposed else needed_hw
-                if too_many_pixels(img.size[1], img.size[0]):
-                    raise DatasetError(f"{path}: {pixel_limit_message(img.size[1], img.size[0])}")
-                img.draft("RGB", (int(need_w), int(need_h)))
-                image = _to_rgb(ImageOps.exif_transpose(img))
-                return image, image.shape[:2] != tuple(hw)
+        yield
+    except DatasetError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
         raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
-    return read_rgb(path), False
+
+
+def _check_pixels(path: str, img: Image.Image) -> None:
+    if too_many_pixels(img.size[1], img.size[0]):
+        raise DatasetError(f"{path}: {pixel_limit_message(img.size[1], img.size[0])}")
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
