@@ -73,7 +73,7 @@ def run_checkpoint(args) -> str:
 def run_main(main) -> None:
     """Turn the errors users cause (bad config, data or file) into one line and exit code 2."""
     from detseg.data.errors import DatasetError
-    from detseg.engine.checkpoint import CheckpointError
+    from detseg.utils.checkpoint import CheckpointError
 
     try:
         sys.exit(main())

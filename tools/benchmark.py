@@ -30,9 +30,9 @@ from _common import config_parser, load, run_main
 
 from detseg.config import load_config
 
-from detseg.benchmark import measure_detseg, measure_torchvision, measure_torchvision_segmentation, synthetic_images
+from detseg.benchmarks.throughput import measure_detseg, measure_torchvision, measure_torchvision_segmentation, synthetic_images
 from detseg.models.build import build_model, trains_on_masks
-from detseg.models.torchvision_twin import torchvision_twin
+from detseg.interop.torchvision_twin import torchvision_twin
 
 
 def main() -> int:
@@ -110,7 +110,7 @@ def print_table(results: dict) -> None:
 
 
 def run_lineage_benchmark(args) -> int:
-    from detseg.lineage_benchmark import format_lineage, run_lineage
+    from detseg.benchmarks.lineage import format_lineage, run_lineage
 
     report = run_lineage(args.config, args.overrides, args.images, max(1, args.iters // 5), args.proposals,
                          args.trained, args.rcnn_warp)

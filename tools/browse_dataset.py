@@ -12,7 +12,7 @@ import cv2
 from _common import config_parser, load, run_main, writable_folder
 from tqdm import tqdm
 
-from detseg.data.browse import browse_keys, build_browse_dataset, draw_ground_truth
+from detseg.reports.browse import browse_keys, build_browse_dataset, draw_ground_truth
 
 
 def main() -> int:

@@ -9,12 +9,12 @@ classifiers (arch classifier) likewise, with a "classification" block (top1, top
 """
 from _common import config_parser, load, run_checkpoint, run_main, writable_folder
 
-from detseg.auto_sizes import settings_from_checkpoint
+from detseg.app.auto_sizes import settings_from_checkpoint
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.engine.compile import compile_for_inference
 from detseg.evaluation.table import format_metrics_table
-from detseg.pipeline import device_for, evaluate, load_trained_model
+from detseg.app.pipeline import device_for, evaluate, load_trained_model
 from detseg.reports.run import write_plots
 
 

@@ -19,7 +19,7 @@ from _common import config_parser, load, run_main, writable_folder
 from detseg.data.datasets.base import read_rgb
 from detseg.export.onnx_export import (DEFAULT_OPSET, TOLERANCES, ExportMismatch, check_images, check_tolerances,
                                        compare, export_onnx)
-from detseg.pipeline import load_trained_model
+from detseg.app.pipeline import load_trained_model
 
 
 def main() -> int:

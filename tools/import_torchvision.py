@@ -12,9 +12,9 @@ from pathlib import Path
 from _common import run_main
 
 from detseg.config import config_to_dict, load_config
-from detseg.engine.checkpoint import save_checkpoint
+from detseg.utils.checkpoint import save_checkpoint
 from detseg.models.build import build_model
-from detseg.models.torchvision_import import CONFIGS, convert_state_dict, load_converted, torchvision_class_names
+from detseg.interop.torchvision_import import CONFIGS, convert_state_dict, load_converted, torchvision_class_names
 
 
 def main() -> int:

@@ -27,10 +27,10 @@ from tqdm import tqdm
 from detseg.data.datasets.base import read_rgb
 from detseg.data.errors import DatasetError
 from detseg.export.onnx_runtime import OnnxPredictor
-from detseg.media import InputFile, VideoSink, collect_inputs, read_frames, yolo_lines
-from detseg.predictor import Predictor
+from detseg.app.media import InputFile, VideoSink, collect_inputs, read_frames, yolo_lines
+from detseg.app.predictor import Predictor
 from detseg.evaluation.coco import encode_masks
-from detseg.visualization import draw_instances, draw_semantic
+from detseg.reports.visualization import draw_instances, draw_semantic
 
 
 def output_path(out_dir: Path, item: InputFile, suffix: str, overwrite: bool) -> Path:

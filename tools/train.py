@@ -1,17 +1,17 @@
 """Train a model: python tools/train.py CONFIG [--output-dir DIR] [--resume] [key=value ...]"""
 from _common import config_parser, load, run_main, writable_folder
 
-from detseg.engine.distributed import init_distributed, is_main_process
+from detseg.utils.distributed import init_distributed, is_main_process
 from detseg.engine import precision
 from detseg.engine.run_folder import prepare_run_folder
 from detseg.engine.trainer import Trainer
 from detseg.models.build import trains_on_masks
-from detseg.pipeline import build_model_for, device_for, evaluate, train_loader_factory
+from detseg.app.pipeline import build_model_for, device_for, evaluate, train_loader_factory
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
 from detseg.data.errors import data_summary
-from detseg.auto_sizes import pin_label_space, resolve_auto_sizes
+from detseg.app.auto_sizes import pin_label_space, resolve_auto_sizes
 from detseg.reports import write_label_statistics, write_plots_safely
 
 

@@ -14,13 +14,13 @@ from typing import Callable
 
 import torch
 
-from detseg.benchmark import synthetic_images, to_batch
+from detseg.benchmarks.throughput import synthetic_images, to_batch
 from detseg.benchmarks.timing import interleaved_medians
 from detseg.config import load_config
 from detseg.engine import precision
 from detseg.engine.compile import compile_for_inference
 from detseg.models.build import build_model, trains_on_masks
-from detseg.models.torchvision_twin import torchvision_twin
+from detseg.interop.torchvision_twin import torchvision_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from detseg.config import load_config
 from detseg.data.build import build_dataset
 from detseg.engine.trainer import Trainer
 from detseg.models.build import trains_on_masks
-from detseg.pipeline import build_model_for, train_loader_factory
+from detseg.app.pipeline import build_model_for, train_loader_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPES = ROOT / "data/shapes"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from detseg.benchmark import synthetic_images
+from detseg.benchmarks.throughput import synthetic_images
 from detseg.benchmarks.compare import detseg_contender, load_model_config, torchvision_contender
 from detseg.benchmarks.timing import interleaved_medians
 

@@ -7,7 +7,7 @@ import statistics
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from detseg.benchmark import synthetic_images, to_batch
+from detseg.benchmarks.throughput import synthetic_images, to_batch
 from detseg.benchmarks.compare import MODELS, load_model_config
 from detseg.benchmarks.timing import SectionTimer, interleaved_medians, seconds_per_call
 from detseg.engine import precision

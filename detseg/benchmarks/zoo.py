@@ -30,8 +30,8 @@ from detseg.config import Config, load_config
 from detseg.data.build import build_dataset
 from detseg.data.collate import collate
 from detseg.data.proposals import proposals_for, uses_precomputed, wrap_with_proposals
-from detseg.lineage_benchmark import selective_search_ms
-from detseg.pipeline import load_trained_model
+from detseg.benchmarks.lineage import selective_search_ms
+from detseg.app.pipeline import load_trained_model
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path("data/shapes")

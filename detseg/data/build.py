@@ -11,7 +11,7 @@ from detseg.data.datasets.image_folder import ImageFolderClassification
 from detseg.data.datasets.voc import VOCDetection
 from detseg.data.datasets.voc_seg import VOCSegmentation
 from detseg.data.transforms import build_transforms, resized_shape
-from detseg.engine.distributed import get_rank, get_world_size
+from detseg.utils.distributed import get_rank, get_world_size
 
 TASKS = ("detection", "semantic", "classification")
 AUTO_SIZE_KEYS = ("min_size_train", "max_size_train", "min_size_test", "max_size_test")

@@ -7,7 +7,7 @@ pipeline applies (resize, flip, and any crop added later) moves them with the im
 transform clips below 1 pixel are dropped, as for ground truth.
 
 Sources (``model.proposals.source``): "selective_search" (computed once and cached, see
-detseg.models.proposals.cache) and "file" (a JSON ``{image_id: [[x1, y1, x2, y2], ...]}`` in
+detseg.data.proposal_cache) and "file" (a JSON ``{image_id: [[x1, y1, x2, y2], ...]}`` in
 original image pixels).
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 
 from detseg.data.datasets.base import read_rgb, split_sample_key
 from detseg.data.errors import DatasetError
-from detseg.models.proposals.cache import ImageRecord, build_or_load, cache_file
-from detseg.models.proposals.selective_search import selective_search
+from detseg.data.proposal_cache import ImageRecord, build_or_load, cache_file
+from detseg.data.selective_search import selective_search
 
 SOURCES = ("rpn", "selective_search", "file")
 PROPOSAL_LABEL = -1
@@ -60,7 +60,7 @@ def image_records(dataset) -> list[ImageRecord]:
 
 
 def selective_search_proposals(prop_cfg, dataset, split: str, cache_dir: str, progress: bool = True) -> dict:
-    from detseg.models.proposals.selective_search import _ximgproc
+    from detseg.data.selective_search import _ximgproc
 
     _ximgproc()  # fail before spawning workers when cv2.ximgproc is missing
     settings = ss_settings(prop_cfg)

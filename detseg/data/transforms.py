@@ -12,7 +12,7 @@ Rules:
   transformed image) is dropped together with its label, iscrowd flag and mask.
 - Box coordinates go through albumentations' normalized float32 form: expect ~1e-4 px rounding.
 - Randomness: albumentations keeps its own generator. A call with ``seed=`` (training: the
-  sampler's per-sample seed, see detseg.engine.sampler) draws from a generator seeded with it, so
+  sampler's per-sample seed, see detseg.data.sampler) draws from a generator seeded with it, so
   a sample's augmentation depends only on its position in the run, not on workers or restarts.
   Without a seed the generator is re-seeded from ``torch.initial_seed()`` whenever that changes,
   which gives every DataLoader worker its own stream and makes runs repeatable under

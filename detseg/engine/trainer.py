@@ -11,9 +11,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from detseg.config import Config, config_to_dict, dump_config
-from detseg.engine import distributed as du
+from detseg.utils import distributed as du
 from detseg.engine import precision
-from detseg.engine.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from detseg.utils.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, format_metrics_line, primary_metric
 from detseg.engine.optim import build_optimizer, build_scheduler, iters_in_budget, refit_scheduler
 from detseg.structures import Batch

@@ -1,7 +1,7 @@
 """Collect per-rank evaluation state on rank 0 (identity in a single process)."""
 from __future__ import annotations
 
-from detseg.engine.distributed import all_gather_object, get_rank, get_world_size, is_main_process
+from detseg.utils.distributed import all_gather_object, get_rank, get_world_size, is_main_process
 
 __all__ = ["gather_results", "is_main_process"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from detseg.engine.distributed import all_gather_object
+from detseg.utils.distributed import all_gather_object
 
 
 class ValidationLoss:

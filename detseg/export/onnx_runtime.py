@@ -1,6 +1,6 @@
 """``OnnxPredictor``: an exported model (tools/export.py) run by onnxruntime, with Predictor's interface.
 
-Resizing happens here, as in detseg.predictor.Predictor (same transform); the graph sees the resized
+Resizing happens here, as in detseg.app.predictor.Predictor (same transform); the graph sees the resized
 uint8 image and answers in its pixels; boxes and masks are mapped back to the original image here.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from detseg.config import Config, load_config
 from detseg.models.roi.mask_paste import paste_masks
 from detseg.models.seg.sem_seg import semantic_predict
-from detseg.predictor import check_rgb, eval_transform, image_sample
+from detseg.app.predictor import check_rgb, eval_transform, image_sample
 from detseg.structures import Batch, Instances
 from detseg.structures.boxes import scale_boxes
 
@@ -72,7 +72,7 @@ def to_label_map(logits: np.ndarray, input_hw, orig_hw) -> torch.Tensor:
 
 class OnnxPredictor:
     """``OnnxPredictor(config, model.onnx)(rgb_uint8_hwc)`` -> Instances (or an int64 label map for FCN),
-    as detseg.predictor.Predictor. The config gives the resize (data.*); the classes come from the file."""
+    as detseg.app.predictor.Predictor. The config gives the resize (data.*); the classes come from the file."""
 
     def __init__(self, config: str | Path | Config, model_path: str | Path, threads: int | None = None):
         self.cfg = config if isinstance(config, Config) else load_config(config)

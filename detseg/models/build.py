@@ -6,7 +6,8 @@ from detseg.models.dense.ssd_head import SSDHead
 from detseg.models.dense.yolo_head import YOLOHead
 from detseg.models.meta_arch.classifier import Classifier
 from detseg.models.meta_arch.one_stage import OneStageDetector
-from detseg.models.meta_arch.region_cnn import build_rcnn
+from detseg.models.layers.features import FeatureSpec
+from detseg.models.meta_arch.region_cnn import IMAGE, RegionCNN, WarpPooler
 from detseg.models.meta_arch.segmentor import Segmentor
 from detseg.models.meta_arch.two_stage import TwoStageDetector
 from detseg.models.necks.fpn import build_neck
@@ -68,6 +69,19 @@ def build_sppnet(cfg, num_classes: int) -> TwoStageDetector:
         raise ValueError(f"model.arch 'sppnet' pools with a spatial pyramid: set model.roi.pooler to 'spp' "
                          f"(got '{cfg.roi.pooler}')")
     return build_fast_rcnn(cfg, num_classes)
+
+
+def build_rcnn(cfg, num_classes: int) -> RegionCNN:
+    if cfg.proposals.source == "rpn":
+        raise ValueError("model.arch 'rcnn' reads precomputed proposals: set model.proposals.source "
+                         "to 'selective_search' or 'file'")
+    if len(cfg.roi.in_features) != 1:
+        raise ValueError("model.arch 'rcnn' pools one backbone feature per region: set model.roi.in_features to one")
+    backbone = build_backbone(cfg.backbone)
+    pooler = WarpPooler(backbone, cfg.roi.in_features[0], cfg.rcnn.warp_size, cfg.rcnn.context_padding,
+                        cfg.rcnn.chunk_size)
+    roi_heads = RoIHeads(cfg.roi, {IMAGE: FeatureSpec(3, 1)}, num_classes, pooler=pooler)
+    return RegionCNN(roi_heads, cfg.pixel_mean, cfg.pixel_std)
 
 
 def build_fcn(cfg, num_classes: int) -> Segmentor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detseg.auto_sizes import resolve_auto_sizes
+from detseg.app.auto_sizes import resolve_auto_sizes
 from detseg.config import Config, ConfigError, load_config
 from detseg.models.build import build_model
 from detseg.structures import Batch, Instances

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detseg.auto_sizes import resolve_auto_sizes, settings_from_run
+from detseg.app.auto_sizes import resolve_auto_sizes, settings_from_run
 from detseg.config import ConfigError, load_config
 from detseg.config.loader import config_to_dict
 from detseg.data.autosize import (
@@ -105,7 +105,7 @@ def test_ssd_custom_config_resolves_its_square_input_and_scales():
 def test_a_val_split_without_a_class_keeps_the_training_label_space(tmp_path, voc_xml):
     from PIL import Image
 
-    from detseg.auto_sizes import pin_label_space
+    from detseg.app.auto_sizes import pin_label_space
 
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (tmp_path / sub).mkdir(parents=True)

@@ -8,7 +8,7 @@ import pytest
 
 from detseg.config import load_config
 from detseg.models.build import build_model
-from detseg.models.torchvision_twin import torchvision_twin
+from detseg.interop.torchvision_twin import torchvision_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 

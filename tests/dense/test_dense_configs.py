@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detseg.auto_sizes import resolve_auto_sizes
+from detseg.app.auto_sizes import resolve_auto_sizes
 from detseg.config import load_config
 from detseg.models.build import build_model
 from detseg.structures import Batch, Instances
@@ -134,7 +134,7 @@ def test_both_mode_equals_loss_and_predict(shapes_model):
 
 
 def test_test_score_thresh_override_reaches_the_dense_head(shapes_model):
-    from detseg.pipeline import apply_test_overrides
+    from detseg.app.pipeline import apply_test_overrides
 
     _, model = shapes_model
     cfg = load_config(SHAPES["ssd"], ["test.score_thresh=0.37"])

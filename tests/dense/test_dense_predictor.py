@@ -3,9 +3,9 @@ import numpy as np
 import torch
 
 from detseg.config import config_to_dict, load_config
-from detseg.engine.checkpoint import save_checkpoint
+from detseg.utils.checkpoint import save_checkpoint
 from detseg.models.build import build_model
-from detseg.predictor import Predictor
+from detseg.app.predictor import Predictor
 
 
 def test_predictor_feeds_the_fixed_size_and_answers_in_image_pixels(tmp_path):

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from detseg.config import Config
-from detseg.engine import InfiniteSampler
+from detseg.data.sampler import InfiniteSampler
 from detseg.structures import Batch, Instances
 
 

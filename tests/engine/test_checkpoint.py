@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
+from detseg.utils.checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_checkpoint
 from detseg.utils.rng import get_rng_state, seed_everything, set_rng_state
 
 

@@ -8,15 +8,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from engine_helpers import loader_factory, make_cfg, make_model
 
-from detseg.engine import (
-    Trainer,
+from detseg.engine.trainer import Trainer
+from detseg.utils.checkpoint import load_checkpoint
+from detseg.utils.distributed import (
     all_reduce_mean,
     barrier,
     get_rank,
     get_world_size,
     init_distributed,
     is_main_process,
-    load_checkpoint,
     select_device,
 )
 

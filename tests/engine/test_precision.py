@@ -117,7 +117,7 @@ def test_channels_last_model_gives_the_same_detections():
                                     "fcn/shapes_8s"])
 def test_every_family_keeps_full_precision_outputs_under_bf16(config):
     """Heads' raw outputs leave autocast as float32, so losses, decoding and scores keep their mantissa."""
-    from detseg.benchmark import synthetic_images, to_batch
+    from detseg.benchmarks.throughput import synthetic_images, to_batch
     from detseg.models.build import build_model
 
     cfg = load_config(CONFIG.parents[1] / f"{config}.yaml", ["model.backbone.weights=null"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from detseg.engine import InfiniteSampler
+from detseg.data.sampler import InfiniteSampler
 
 
 def _take(sampler, n):

@@ -8,7 +8,8 @@ import torch
 from engine_helpers import DummyDetector, FakeClock, loader_factory, make_cfg, make_model
 
 from detseg.config import load_config
-from detseg.engine import Trainer, load_checkpoint
+from detseg.engine.trainer import Trainer
+from detseg.utils.checkpoint import load_checkpoint
 
 
 class Preempted(Exception):

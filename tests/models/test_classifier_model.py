@@ -13,7 +13,7 @@ from detseg.data.datasets.shape_crops import generate_shape_crops
 from detseg.engine.trainer import Trainer
 from detseg.models.build import build_model
 from detseg.models.meta_arch.classifier import mean_inside_images
-from detseg.pipeline import build_model_for, evaluate, train_loader_factory
+from detseg.app.pipeline import build_model_for, evaluate, train_loader_factory
 from detseg.structures import Batch
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from detseg.config import config_to_dict, load_config
-from detseg.engine.checkpoint import CheckpointError, save_checkpoint
+from detseg.utils.checkpoint import CheckpointError, save_checkpoint
 from detseg.models.build import build_model
-from detseg.pipeline import load_trained_model
+from detseg.app.pipeline import load_trained_model
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / "configs/classification/shape_crops_resnet18.yaml"

@@ -6,7 +6,7 @@ import torchvision
 from detseg.config import load_config
 from detseg.models.backbones.folded_norm import unfolded_norms
 from detseg.models.build import build_model
-from detseg.models.torchvision_import import convert_state_dict, load_converted
+from detseg.interop.torchvision_import import convert_state_dict, load_converted
 from detseg.structures import Batch
 
 CONFIG = "configs/fcn/coco_r50.yaml"

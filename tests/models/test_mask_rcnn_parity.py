@@ -5,7 +5,7 @@ import torch
 from detseg.config import load_config
 from detseg.models.backbones.folded_norm import unfolded_norms
 from detseg.models.build import build_model
-from detseg.models.torchvision_import import convert_state_dict, load_converted
+from detseg.interop.torchvision_import import convert_state_dict, load_converted
 from tests.models.test_torchvision_parity import _batch, _images
 from tests.models.tv_reference import torchvision_mask_rcnn_r50_fpn
 

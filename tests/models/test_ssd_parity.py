@@ -5,7 +5,7 @@ import torchvision
 
 from detseg.config import load_config
 from detseg.models.build import build_model
-from detseg.models.torchvision_import import CONFIGS, convert_state_dict, load_converted
+from detseg.interop.torchvision_import import CONFIGS, convert_state_dict, load_converted
 from tests.models.test_torchvision_parity import _batch, _images
 
 SIZES = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320}
@@ -103,7 +103,7 @@ def test_import_tool_writes_a_checkpoint_eval_can_load(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
-    from detseg.pipeline import load_trained_model
+    from detseg.app.pipeline import load_trained_model
 
     root = Path(__file__).resolve().parents[2]
     tv = _torchvision("ssdlite320_mobilenet_v3_large")

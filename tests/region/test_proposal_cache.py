@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detseg.data.proposals import load_proposal_file
-from detseg.models.proposals.cache import ImageRecord, build_or_load, cache_file
+from detseg.data.proposal_cache import ImageRecord, build_or_load, cache_file
 
 CALLS: list[str] = []
 

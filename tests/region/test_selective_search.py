@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detseg.models.proposals import selective_search as ss
+from detseg.data import selective_search as ss
 
 
 def _image(h=96, w=128, seed=0):

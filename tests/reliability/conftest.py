@@ -48,7 +48,7 @@ def tiny_checkpoint(shapes_paths, tmp_path_factory):
     """(checkpoint path, overrides) for an untrained tiny shapes model; enough for eval/infer."""
     from detseg.config import config_to_dict, load_config
     from detseg.data.datasets.coco import CocoDetection
-    from detseg.engine.checkpoint import save_checkpoint
+    from detseg.utils.checkpoint import save_checkpoint
     from detseg.models.build import build_model
 
     overrides = [*TINY, *data_overrides(shapes_paths)]

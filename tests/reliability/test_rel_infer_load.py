@@ -20,7 +20,7 @@ def _rss_mb() -> float:
 
 @pytest.mark.slow
 def test_infer_on_a_thousand_images_with_one_bad_file(tmp_path, tiny_checkpoint, run_tool, monkeypatch):
-    from detseg.predictor import Predictor
+    from detseg.app.predictor import Predictor
 
     ckpt, overrides = tiny_checkpoint
     inputs = tmp_path / "inputs"

@@ -32,7 +32,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from detseg.engine import Trainer, init_distributed
+    from detseg.engine.trainer import Trainer
+    from detseg.utils.distributed import init_distributed
 
     init_distributed()
     cfg = make_cfg(out_dir, max_iters=50)

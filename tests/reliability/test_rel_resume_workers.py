@@ -16,8 +16,8 @@ from torch import nn
 
 from detseg.config import load_config
 from detseg.data.build import build_dataset
-from detseg.engine import Trainer
-from detseg.pipeline import train_loader_factory
+from detseg.engine.trainer import Trainer
+from detseg.app.pipeline import train_loader_factory
 from detseg.structures import Batch
 from tests.reliability.conftest import CONFIG, data_overrides
 

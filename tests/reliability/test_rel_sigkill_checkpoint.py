@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import CONFIG, ROOT, TINY, data_overrides
-from detseg.engine.checkpoint import load_checkpoint
+from detseg.utils.checkpoint import load_checkpoint
 
 KILLS = 3
 

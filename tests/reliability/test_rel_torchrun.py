@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tests.reliability.conftest import CONFIG, ROOT, TINY, data_overrides
 from torch import nn
 
-from detseg.engine.checkpoint import load_checkpoint
+from detseg.utils.checkpoint import load_checkpoint
 from tests.engine.engine_helpers import loader_factory, make_cfg
 
 STEPS = 6
@@ -65,7 +65,8 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from detseg.engine import Trainer, init_distributed
+    from detseg.engine.trainer import Trainer
+    from detseg.utils.distributed import init_distributed
 
     assert init_distributed()
     try:
@@ -78,7 +79,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path):
-    from detseg.engine import Trainer
+    from detseg.engine.trainer import Trainer
 
     mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     single = LinearDetector()

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from detseg.engine import Trainer, load_checkpoint
-from detseg.engine.checkpoint import save_checkpoint
+from detseg.engine.trainer import Trainer
+from detseg.utils.checkpoint import load_checkpoint
+from detseg.utils.checkpoint import save_checkpoint
 from detseg.engine.trainer import ResumeError
 from tests.engine.engine_helpers import DummyDetector, loader_factory, make_cfg
 

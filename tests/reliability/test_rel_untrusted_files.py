@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.reliability.conftest import CONFIG, ROOT
-from detseg.engine import Trainer
+from detseg.engine.trainer import Trainer
 from tests.engine.engine_helpers import loader_factory, make_cfg, make_model
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from detseg.config import config_to_dict, load_config
 from detseg.data.datasets.base import read_rgb
-from detseg.engine.checkpoint import FORMAT, VERSION, save_checkpoint
+from detseg.utils.checkpoint import FORMAT, VERSION, save_checkpoint
 from detseg.export.onnx_export import TOLERANCES, compare, export_onnx
 from detseg.models.build import build_model
 from detseg.structures import Batch

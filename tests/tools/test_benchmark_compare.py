@@ -54,7 +54,7 @@ def test_compare_backends_reports_speedup_arithmetic():
 def test_overhead_breakdown_parts_fit_in_the_total():
     import torch
 
-    from detseg.benchmark import synthetic_images, to_batch
+    from detseg.benchmarks.throughput import synthetic_images, to_batch
     from detseg.config import load_config
     from detseg.models.build import build_model
 

@@ -55,7 +55,7 @@ def test_lineage_benchmark_times_the_four_region_models_on_the_same_images(tmp_p
 
 def test_rcnn_warp_keeps_the_papers_context_proportion():
     from detseg.config import load_config
-    from detseg.lineage_benchmark import set_rcnn_warp
+    from detseg.benchmarks.lineage import set_rcnn_warp
 
     cfg = load_config(ROOT / "configs" / "rcnn" / "shapes.yaml")
     set_rcnn_warp(cfg, 227)
@@ -69,7 +69,7 @@ def test_rcnn_warp_keeps_the_papers_context_proportion():
 def test_mask_rcnn_twin_is_the_same_model_in_torchvision():
     from detseg.config import load_config
     from detseg.models.build import build_model
-    from detseg.models.torchvision_twin import torchvision_twin
+    from detseg.interop.torchvision_twin import torchvision_twin
 
     cfg = load_config(ROOT / "configs/mask_rcnn/coco_r50_fpn_1x.yaml", ["model.backbone.weights=null"])
     twin = torchvision_twin(cfg.model, 90, 320)
@@ -81,10 +81,10 @@ def test_mask_rcnn_twin_is_the_same_model_in_torchvision():
 def test_fcn_twin_and_synthetic_semantic_targets():
     import torch
 
-    from detseg.benchmark import synthetic_images, to_batch
+    from detseg.benchmarks.throughput import synthetic_images, to_batch
     from detseg.config import load_config
     from detseg.models.build import build_model
-    from detseg.models.torchvision_twin import torchvision_twin
+    from detseg.interop.torchvision_twin import torchvision_twin
 
     cfg = load_config(ROOT / "configs/fcn/coco_r50.yaml", ["model.backbone.weights=null"])
     twin = torchvision_twin(cfg.model, 20, 320)

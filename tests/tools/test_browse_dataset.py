@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 
 from detseg.data.transforms import resized_shape
-from detseg.engine.sampler import InfiniteSampler
+from detseg.data.sampler import InfiniteSampler
 from detseg.config import load_config
-from detseg.data.browse import build_browse_dataset
+from detseg.reports.browse import build_browse_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 42  # train.seed default: the sampler's order

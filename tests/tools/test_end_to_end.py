@@ -94,7 +94,7 @@ def test_infer_tool_reports_bad_file_and_continues(trained_run, shapes_paths, tm
 def test_predictor_returns_boxes_in_image_coordinates(trained_run, shapes_paths):
     from detseg.config import load_config
     from detseg.data.datasets.base import read_rgb
-    from detseg.predictor import Predictor
+    from detseg.app.predictor import Predictor
 
     out, overrides = trained_run
     predictor = Predictor(load_config(ROOT / CONFIG, overrides), out / "last.pt")

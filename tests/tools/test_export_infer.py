@@ -13,7 +13,7 @@ from pycocotools import mask as mask_utils
 from detseg.export.onnx_export import export_onnx
 from detseg.data.datasets.base import read_rgb
 from detseg.export.onnx_runtime import OnnxPredictor
-from detseg.predictor import Predictor
+from detseg.app.predictor import Predictor
 
 MASK_TINY = [*TWO_STAGE_TINY, "model.mask.conv_dims=[32]", "model.roi.detections_per_image=10"]
 

@@ -21,7 +21,7 @@ TINY = ["model.backbone.width=0.25", "model.neck.out_channels=32", "model.roi.he
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     from detseg.config import config_to_dict, load_config
-    from detseg.engine.checkpoint import save_checkpoint
+    from detseg.utils.checkpoint import save_checkpoint
     from detseg.models.build import build_model
 
     cfg = load_config(ROOT / CONFIG, TINY)

@@ -97,7 +97,7 @@ def _high_depth_to_uint8(img: Image.Image) -> np.ndarray:
 
 
 def split_sample_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
-    """A sampler's key -> (index, augmentation seed or None); see detseg.engine.sampler."""
+    """A sampler's key -> (index, augmentation seed or None); see detseg.data.sampler."""
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
     return int(key), None

@@ -5,7 +5,8 @@ from functools import partial
 
 from detseg.models.backbones.alexnet import AlexNetBackbone
 from detseg.models.backbones.alexnet_v1 import AlexNetV1Backbone
-from detseg.models.backbones.base import Backbone, FeatureSpec
+from detseg.models.backbones.base import Backbone
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.backbones.mobilenet import MobileNetV3Backbone
 from detseg.models.backbones.resnet import ResNetBackbone
 from detseg.models.backbones.ssd_backbones import MobileNetV3SSDLiteBackbone, VGG16SSDBackbone

@@ -4,8 +4,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone, FeatureSpec, freeze_first_convs, load_local_weights, resolve_weights, torchvision_model,
+    Backbone, freeze_first_convs, load_local_weights, resolve_weights, torchvision_model,
 )
+from detseg.models.layers.features import FeatureSpec
 
 
 class AlexNetBackbone(Backbone):

@@ -18,13 +18,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import (
-    Backbone,
-    FeatureSpec,
-    freeze_first_convs,
-    load_local_weights,
-    norm_layer_factory,
-)
+from detseg.models.backbones.base import Backbone, freeze_first_convs, load_local_weights, norm_layer_factory
+from detseg.models.layers.features import FeatureSpec
 
 INPUT_SIZE = 227
 CHANNELS = (96, 256, 384, 384, 256)

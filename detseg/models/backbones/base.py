@@ -1,22 +1,13 @@
 """The backbone contract: features keyed by stride, described by their shapes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    channels: int
-    stride: int
-
-
-def stride_key(stride: int) -> str:
-    return f"s{stride}"
+from detseg.models.layers.features import FeatureSpec
 
 
 class Backbone(nn.Module):
@@ -74,16 +65,6 @@ def freeze_first_convs(features: nn.Sequential, freeze_at: int) -> None:
     convs = [i for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
     end = convs[freeze_at] if freeze_at < len(convs) else len(features)
     freeze_modules([features[:end]])
-
-
-def select_features(features: dict[str, Tensor], spec: dict[str, FeatureSpec], wanted: list[str]):
-    """Keep the requested strides, failing with the available ones named."""
-    missing = [name for name in wanted if name not in spec]
-    if missing:
-        raise ValueError(
-            f"model.backbone.out_features asks for {missing}, this backbone gives {sorted(spec, key=lambda k: spec[k].stride)}"
-        )
-    return {name: features[name] for name in wanted}
 
 
 def resolve_weights(builder, weights: str | None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone, FeatureSpec, freeze_modules,
-    load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
+    Backbone, freeze_modules, load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
 )
+from detseg.models.layers.features import FeatureSpec, stride_key
 
 
 class MobileNetV3Backbone(Backbone):
@@ -21,7 +21,7 @@ class MobileNetV3Backbone(Backbone):
             load_local_weights(net, local)
         self.features = net.features
         self._outputs = _last_layer_per_stride(self.features)
-        self._spec = {f"s{s}": FeatureSpec(c, s) for s, (_, c) in self._outputs.items() if s >= 8}
+        self._spec = {stride_key(s): FeatureSpec(c, s) for s, (_, c) in self._outputs.items() if s >= 8}
         freeze_modules(list(self.features)[:freeze_at])
 
     def output_spec(self) -> dict[str, FeatureSpec]:
@@ -29,7 +29,7 @@ class MobileNetV3Backbone(Backbone):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         out, x = {}, images
-        wanted = {index: f"s{s}" for s, (index, _) in self._outputs.items() if s >= 8}
+        wanted = {index: stride_key(s) for s, (index, _) in self._outputs.items() if s >= 8}
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index in wanted:

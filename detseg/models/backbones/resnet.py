@@ -6,9 +6,9 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from detseg.models.backbones.base import (
-    Backbone, FeatureSpec, freeze_modules,
-    load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
+    Backbone, freeze_modules, load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
 )
+from detseg.models.layers.features import FeatureSpec, stride_key
 from detseg.models.backbones.folded_norm import conv_norm, fold_norms_at_call
 
 _DEPTHS = {
@@ -51,7 +51,7 @@ class ResNetBackbone(Backbone):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         strides = _real_strides(dilation)
         self._spec = {
-            f"s{4 * 2 ** i}": FeatureSpec(_stage_channels(stage), strides[i])
+            stride_key(4 * 2 ** i): FeatureSpec(_stage_channels(stage), strides[i])
             for i, stage in enumerate(self._stages())
         }
         self._num_stages = 4  # compute_only() may stop earlier

@@ -12,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone, FeatureSpec, freeze_modules, load_local_weights, resolve_weights, torchvision_model,
+    Backbone, freeze_modules, load_local_weights, resolve_weights, torchvision_model,
 )
+from detseg.models.layers.features import FeatureSpec
 
 
 class VGG16SSDBackbone(Backbone):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from detseg.engine.checkpoint import CheckpointError, is_detseg_checkpoint, submodule_state
+from detseg.utils.checkpoint import CheckpointError, is_detseg_checkpoint, submodule_state
 
 PREFIX = "backbone."
 # BatchNorm counts its updates; FrozenBatchNorm2d (norm frozen_bn) has no such buffer

@@ -4,9 +4,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from detseg.models.backbones.base import (
-    Backbone, FeatureSpec, freeze_batch_norm,
-    freeze_modules, load_local_weights, resolve_weights, torchvision_model,
+    Backbone, freeze_batch_norm, freeze_modules, load_local_weights, resolve_weights, torchvision_model,
 )
+from detseg.models.layers.features import FeatureSpec
 
 
 class VGGBackbone(Backbone):

@@ -6,14 +6,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.dense.default_boxes import DefaultBoxes, linear_scales
 from detseg.models.dense.postprocess import select_detections
 from detseg.models.dense.ssd_loss import ssd_losses
 from detseg.models.dense.targets import padded_targets
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.postprocess import clip_to_image_sizes
-from detseg.models.necks.ssd_extra import init_ssd_convs
+from detseg.models.layers.init import init_ssd_convs
 from detseg.structures import Batch, Instances
 
 

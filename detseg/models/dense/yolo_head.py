@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.dense.postprocess import select_detections
 from detseg.models.dense.targets import padded_targets
 from detseg.models.dense.yolo_loss import cell_boxes, encode_targets, yolo_losses

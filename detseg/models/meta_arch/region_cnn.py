@@ -14,10 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from detseg.models.backbones.base import FeatureSpec
 from detseg.models.meta_arch.two_stage import TwoStageDetector
 from detseg.models.proposals.precomputed import PrecomputedProposals
-from detseg.models.roi.roi_heads import RoIHeads
 from detseg.structures import Batch
 
 IMAGE = "image"
@@ -69,24 +67,9 @@ class WarpPooler(nn.Module):
 class RegionCNN(TwoStageDetector):
     """No shared feature map: ``features`` is the normalised image; the RoI head's pooler runs the backbone."""
 
-    def __init__(self, roi_heads: RoIHeads, pixel_mean, pixel_std):
+    def __init__(self, roi_heads: nn.Module, pixel_mean, pixel_std):
         # the backbone lives in roi_heads.pooler (a WarpPooler): one copy of its weights
         super().__init__(nn.Identity(), None, PrecomputedProposals(), roi_heads, pixel_mean, pixel_std, 1)
 
     def features(self, batch: Batch) -> dict[str, Tensor]:
         return {IMAGE: self.preprocess(batch)}
-
-
-def build_rcnn(cfg, num_classes: int) -> RegionCNN:
-    from detseg.models.backbones import build_backbone
-
-    if cfg.proposals.source == "rpn":
-        raise ValueError("model.arch 'rcnn' reads precomputed proposals: set model.proposals.source "
-                         "to 'selective_search' or 'file'")
-    if len(cfg.roi.in_features) != 1:
-        raise ValueError("model.arch 'rcnn' pools one backbone feature per region: set model.roi.in_features to one")
-    backbone = build_backbone(cfg.backbone)
-    pooler = WarpPooler(backbone, cfg.roi.in_features[0], cfg.rcnn.warp_size, cfg.rcnn.context_padding,
-                        cfg.rcnn.chunk_size)
-    roi_heads = RoIHeads(cfg.roi, {IMAGE: FeatureSpec(3, 1)}, num_classes, pooler=pooler)
-    return RegionCNN(roi_heads, cfg.pixel_mean, cfg.pixel_std)

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec, stride_key
 
 
 class FPN(nn.Module):
@@ -22,7 +22,7 @@ class FPN(nn.Module):
         self._spec = {k: FeatureSpec(out_channels, in_spec[k].stride) for k in self.in_features}
         if extra_pool:
             coarsest = in_spec[self.in_features[-1]].stride * 2
-            self._spec[f"s{coarsest}"] = FeatureSpec(out_channels, coarsest)
+            self._spec[stride_key(coarsest)] = FeatureSpec(out_channels, coarsest)
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)

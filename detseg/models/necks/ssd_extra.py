@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec, stride_key
+from detseg.models.layers.init import init_ssd_convs
 
 
 class L2Norm(nn.Module):
@@ -74,7 +75,7 @@ class SSDExtraLayers(nn.Module):
         for out_channels, block_stride in zip(cfg.extra_channels, cfg.extra_strides):
             blocks.append(_BLOCKS[cfg.extra_style](channels, out_channels, block_stride))
             channels, stride = out_channels, stride * 2
-            self._spec[f"s{stride}"] = FeatureSpec(channels, stride)
+            self._spec[stride_key(stride)] = FeatureSpec(channels, stride)
         self.extras = nn.ModuleList(blocks)
         init_ssd_convs(self.extras, plain=cfg.extra_style == "vgg")
 
@@ -91,15 +92,3 @@ class SSDExtraLayers(nn.Module):
             x = block(x)
             out[key] = x
         return out
-
-
-def init_ssd_convs(module: nn.Module, plain: bool) -> None:
-    """Xavier for plain SSD layers (Caffe SSD), N(0, 0.03) for SSDlite's (torchvision's recipe); zero bias."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            if plain:
-                nn.init.xavier_uniform_(layer.weight)
-            else:
-                nn.init.normal_(layer.weight, std=0.03)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, batched_nms, remove_small_boxes
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.postprocess import clip_to_image_sizes, top_k_per_image
 from detseg.models.layers.matching import match_boxes, pad_boxes, sample_balanced

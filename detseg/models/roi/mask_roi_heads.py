@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.roi.mask_head import MaskHead
 from detseg.models.roi.mask_paste import paste_masks
 from detseg.models.roi.poolers import RoIAlignPooler

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.matching import IGNORE, match_boxes, pad_boxes, sample_balanced
 from detseg.models.layers.postprocess import clip_to_image_sizes, top_k_per_image

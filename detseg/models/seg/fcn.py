@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.seg.sem_seg import semantic_loss, semantic_predict
 from detseg.structures import Batch
 

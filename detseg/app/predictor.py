@@ -12,7 +12,7 @@ from detseg.data.dense_transforms import build_dense_transforms, uses_dense_tran
 from detseg.data.transforms import build_transforms
 from detseg.engine import precision
 from detseg.engine.compile import compile_for_inference
-from detseg.pipeline import device_for, load_trained_model
+from detseg.app.pipeline import device_for, load_trained_model
 from detseg.structures import Instances
 
 
@@ -58,7 +58,7 @@ class Predictor:
         if prop.source != "selective_search":
             raise ValueError(f"model.proposals.source '{prop.source}' has no proposals for new images; "
                              "set model.proposals.source=selective_search to compute them on the fly")
-        from detseg.models.proposals.selective_search import selective_search
+        from detseg.data.selective_search import selective_search
 
         return selective_search(image, prop.mode, prop.max_test or prop.max_proposals, prop.min_size, prop.max_side)
 

@@ -29,9 +29,9 @@ from detseg.data.build import build_dataset
 from detseg.data.collate import collate
 from detseg.data.datasets.base import read_rgb
 from detseg.data.proposals import ProposalDataset, ss_settings
-from detseg.engine.checkpoint import load_checkpoint
+from detseg.utils.checkpoint import load_checkpoint
 from detseg.models.build import build_model
-from detseg.models.proposals.selective_search import selective_search
+from detseg.data.selective_search import selective_search
 
 LINEAGE = ("rcnn", "sppnet", "fast_rcnn", "faster_rcnn")
 

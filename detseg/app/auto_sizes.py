@@ -119,6 +119,6 @@ def settings_from_checkpoint(cfg: Config, checkpoint) -> None:
     open_labels = (cfg.data.format == "voc" and cfg.data.classes is None) or (
         cfg.data.format == "coco" and cfg.data.category_ids is None)
     if has_auto_sizes(cfg) or open_labels:
-        from detseg.engine.checkpoint import load_checkpoint
+        from detseg.utils.checkpoint import load_checkpoint
 
         settings_from_run(cfg, load_checkpoint(checkpoint).get("config"))

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from detseg.data.build import build_dataset
-from detseg.engine.sampler import InfiniteSampler
+from detseg.data.sampler import InfiniteSampler
 from detseg.models.build import trains_on_masks
 from detseg.structures import Instances
-from detseg.visualization import draw_instances, draw_semantic
+from detseg.reports.visualization import draw_instances, draw_semantic
 
 
 def build_browse_dataset(cfg, split: str):

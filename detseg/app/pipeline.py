@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detseg.auto_sizes import settings_from_run
+from detseg.app.auto_sizes import settings_from_run
 from detseg.config import Config, from_dict
 from detseg.data.build import build_test_loader
 from detseg.data.collate import collate
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from detseg.utils.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from detseg.engine import precision
-from detseg.engine.distributed import get_rank, get_world_size, select_device
-from detseg.engine.sampler import InfiniteSampler
+from detseg.utils.distributed import get_rank, get_world_size, select_device
+from detseg.data.sampler import InfiniteSampler
 from detseg.evaluation.classification import ClassificationEvaluator
 from detseg.evaluation.coco import CocoEvaluator
 from detseg.evaluation.sem_seg import SemSegEvaluator

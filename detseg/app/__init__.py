@@ -1,0 +1,2 @@
+"""Application layer: wires config, data, model, engine and evaluation into training, evaluation and
+inference (what tools/ calls)."""
