@@ -82,7 +82,9 @@ def main() -> int:
             records.append(process(predictor, item, out_dir, args))
         except (DatasetError, FileExistsError, ValueError) as exc:
             failures += 1
-            print(f"skipped {item.path}: {exc}", file=sys.stderr)
+            named = str(exc).startswith(str(item.path))  # most messages already start with the file
+            # tqdm.write: a line of its own, not glued to the progress bar
+            tqdm.write(f"skipped {exc}" if named else f"skipped {item.path}: {exc}", file=sys.stderr)
     (out_dir / "predictions.json").write_text(json.dumps(records, indent=1))
     rate = len(files) / max(time.perf_counter() - start, 1e-9)
     videos = sum("video" in r for r in records)  # their frames per second were printed per video

@@ -2,12 +2,17 @@
 output names, frame-by-frame video reading and writing (OpenCV), YOLO-style text predictions."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import cv2
 import numpy as np
+
+# FFmpeg's own log lines ("moov atom not found") would repeat, unprompted, what read_frames says in one
+# line naming the file; a user's setting wins
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}

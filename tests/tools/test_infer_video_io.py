@@ -120,3 +120,17 @@ def test_two_inputs_with_one_output_name_are_refused(checkpoint, tmp_path):
     result = _infer(checkpoint, tmp_path / "out", tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg")
     assert result.returncode == 2 and "would both be written as 'x'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_video_opencv_cannot_open_is_one_line(checkpoint, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    cv2.imwrite(str(tmp_path / "fine.jpg"), np.zeros((32, 32, 3), np.uint8))
+    result = _infer(checkpoint, tmp_path / "out", broken, tmp_path / "fine.jpg")
+    assert result.returncode == 0, result.stderr  # the other inputs are still done
+    lines = result.stderr.replace("\r", "\n").splitlines()  # the progress bar redraws with \r
+    messages = [line for line in lines if line.strip() and not line.startswith("infer:")]
+    assert messages == [f"skipped {broken}: OpenCV cannot open this video"]
+    assert "1 images written" in result.stdout and "1 skipped" in result.stdout
+    only = _infer(checkpoint, tmp_path / "out2", broken)
+    assert only.returncode == 1 and "Traceback" not in only.stderr  # nothing could be done
