@@ -32,6 +32,8 @@ def main() -> int:
     cfg = load_config(config_path, ["model.backbone.weights=null"])
     # stored with the run so that infer labels a cup "cup", not its contiguous index
     cfg.model.class_names = torchvision_class_names(args.arch, cfg.model.num_classes)
+    if cfg.data.format == "coco":  # torchvision's label i + 1 is COCO's category id of detseg's label i
+        cfg.data.category_ids = list(range(1, cfg.model.num_classes + 1))
     model = build_model(cfg.model)
     load_converted(model, convert_state_dict(args.arch, state))
     save_checkpoint(args.output, {"model": model.state_dict(), "config": config_to_dict(cfg), "iteration": 0})

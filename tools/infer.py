@@ -157,15 +157,24 @@ def detect(predictor: Predictor, image: np.ndarray, args) -> tuple[np.ndarray, d
     hidden = ({"best_score_below_threshold": round(float(everything.scores.max()), 4)}
               if len(everything) and not len(instances) else {})
     drawn = draw_instances(image, instances, predictor.class_names)
+    ids = category_ids(predictor)
     lines = yolo_lines(instances.boxes.numpy(), instances.scores.numpy(), instances.labels.numpy(), image.shape[:2])
     return drawn, {
         "boxes": [[round(v, 2) for v in box] for box in instances.boxes.tolist()],
         "scores": [round(s, 4) for s in instances.scores.tolist()],
-        "labels": instances.labels.tolist(),
+        "labels": instances.labels.tolist(),  # the model's contiguous class indices
+        "category_ids": [ids[i] for i in instances.labels.tolist()],  # the dataset's, as eval writes them
         "class_names": [predictor.class_names[i] for i in instances.labels.tolist()],
         **({"masks": encode_masks(instances.masks)} if instances.masks is not None else {}),
         **hidden,
     }, lines
+
+
+def category_ids(predictor) -> list[int]:
+    """The training data's category id of each class (COCO's ids, stored with the run); 1..K where the
+    data has none of its own (VOC, shapes), the ids eval's predictions.json uses for them."""
+    stored = predictor.cfg.data.category_ids
+    return [int(i) for i in stored] if stored else list(range(1, len(predictor.class_names) + 1))
 
 
 def process_semantic(predictor: Predictor, image, item: InputFile, out_dir: Path, args) -> dict:

@@ -120,6 +120,7 @@ def test_import_tool_writes_a_checkpoint_eval_can_load(tmp_path, monkeypatch):
     names = loaded.model.class_names  # torchvision's COCO names, stored with the import
     assert len(names) == loaded.model.num_classes == 90 and names[0] == "person" and names[46] == "cup"
     assert names[11] == "N/A"  # COCO id 12 is unused
+    assert loaded.data.category_ids == list(range(1, 91))  # label 46 ("cup") is COCO's id 47
     ours = model.state_dict()
     for name, value in convert_state_dict("ssdlite320_mobilenet_v3_large", tv.state_dict()).items():
         assert torch.equal(ours[name], value), name

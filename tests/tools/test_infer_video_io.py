@@ -134,3 +134,17 @@ def test_a_video_opencv_cannot_open_is_one_line(checkpoint, tmp_path):
     assert "1 images written" in result.stdout and "1 skipped" in result.stdout
     only = _infer(checkpoint, tmp_path / "out2", broken)
     assert only.returncode == 1 and "Traceback" not in only.stderr  # nothing could be done
+
+
+def test_predictions_carry_the_datasets_category_ids(checkpoint, tmp_path):
+    cv2.imwrite(str(tmp_path / "x.jpg"), np.random.default_rng(1).integers(0, 256, (96, 112, 3), np.uint8))
+    ids = [7, 3, 11]
+    result = _infer(checkpoint, tmp_path / "out", tmp_path / "x.jpg", extra=[f"data.category_ids=[{','.join(map(str, ids))}]"])
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text())[0]
+    assert record["labels"], "the random model keeps boxes at threshold 0"
+    assert record["category_ids"] == [ids[label] for label in record["labels"]]
+    assert record["class_names"] == [["a", "b", "c"][label] for label in record["labels"]]
+    plain = _infer(checkpoint, tmp_path / "out_plain", tmp_path / "x.jpg")  # no ids of its own: 1..K
+    record = json.loads((tmp_path / "out_plain" / "predictions.json").read_text())[0]
+    assert record["category_ids"] == [label + 1 for label in record["labels"]]
