@@ -30,12 +30,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(DATA)/annotations/instances_val.json: | install
-	$(PY) tools/make_dataset.py shapes --out $(DATA)
+	$(PY) tools/make_dataset.py shapes --output-dir $(DATA)
 
 dataset: $(DATA)/annotations/instances_val.json
 
 $(CROPS)/.complete: | install
-	$(PY) tools/make_dataset.py shape-crops --out $(CROPS)
+	$(PY) tools/make_dataset.py shape-crops --output-dir $(CROPS)
 	touch $@
 
 $(SHAPES_BACKBONE): | $(CROPS)/.complete

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -90,15 +89,12 @@ def test_voc_files_agree_with_coco(shapes_paths):
 
 
 def test_cli(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[2] / "tools" / "make_dataset.py"
-    spec = importlib.util.spec_from_file_location("make_dataset", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = module.main
-    main(["shapes", "--out", str(tmp_path), "--num-train", "2", "--num-val", "1", "--seed", "5",
+    from detseg.cli.make_dataset import main
+
+    main(["shapes", "--output-dir", str(tmp_path), "--num-train", "2", "--num-val", "1", "--seed", "5",
           "--min-size", "64", "--max-size", "80"])
     data = json.loads((tmp_path / "annotations" / "instances_val.json").read_text())
     assert len(data["images"]) == 1 and 64 <= data["images"][0]["height"] <= 80 and data["info"]["seed"] == 5
     assert "train: 2 images" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["shapes"])  # --out is required
+        main(["shapes"])  # --output-dir is required

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_benchmark_reports_a_one_stage_model_beside_a_baseline(tmp_path, monkeypatch, capsys):
     out = tmp_path / "bench.json"
-    argv = ["tools/benchmark.py", "configs/ssd/shapes.yaml", "--size", "64", "--batch-size", "1", "--iters", "1",
-            "--json", str(out), "--baseline", "configs/faster_rcnn/shapes.yaml"]
+    argv = ["tools/benchmark.py", "configs/ssd/shapes.yaml", "--input-size", "64", "--batch-size", "1", "--iters", "1",
+            "--output", str(out), "--baseline", "configs/faster_rcnn/shapes.yaml"]
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.syspath_prepend(str(ROOT / "tools"))

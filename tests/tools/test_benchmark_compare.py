@@ -143,7 +143,7 @@ def _numbers(tree):
 @pytest.mark.slow
 def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     out = tmp_path / "compare.json"
-    cmd = [sys.executable, "tools/benchmark.py", "--compare-torchvision", "--quick", "--json", str(out),
+    cmd = [sys.executable, "tools/benchmark.py", "--compare-torchvision", "--quick", "--output", str(out),
            "--shapes", str(shapes_root)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

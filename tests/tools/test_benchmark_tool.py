@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_benchmark_reports_detseg_and_torchvision(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "tools/benchmark.py", "configs/faster_rcnn/coco_r50_fpn_1x.yaml", "--size", "64",
-           "--batch-size", "1", "--iters", "1", "--json", str(out),
+    cmd = [sys.executable, "tools/benchmark.py", "configs/faster_rcnn/coco_r50_fpn_1x.yaml", "--input-size", "64",
+           "--batch-size", "1", "--iters", "1", "--output", str(out),
            "model.rpn.pre_nms_topk_test=50", "model.rpn.post_nms_topk_test=20"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -32,8 +32,8 @@ def test_lineage_benchmark_times_the_four_region_models_on_the_same_images(tmp_p
             f"data.train.ann_file={shapes_paths['train_json']}", f"data.train.img_dir={shapes_paths['train_dir']}"]
     tiny = ["model.backbone.width=0.25", "model.rcnn.warp_size=32", "model.rcnn.context_padding=4",
             "data.min_size_test=96", "data.max_size_test=128"]
-    cmd = [sys.executable, "tools/benchmark.py", "configs/fast_rcnn/shapes.yaml", "--lineage", "--images", "1",
-           "--proposals", "40", "--iters", "1", "--rcnn-warp", "40", "--json", str(out), *tiny, *data]
+    cmd = [sys.executable, "tools/benchmark.py", "configs/fast_rcnn/shapes.yaml", "--lineage", "--limit", "1",
+           "--proposals", "40", "--iters", "1", "--rcnn-warp", "40", "--output", str(out), *tiny, *data]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())

@@ -113,7 +113,7 @@ def _hashes(root: Path) -> dict[str, str]:
 
 def test_shape_crops_are_deterministic_with_all_class_folders(tmp_path):
     first = generate_shape_crops(tmp_path / "a", num_train=6, num_val=2, seed=3, crop_size=32, workers=1)
-    subprocess.run([sys.executable, str(REPO / "tools/make_dataset.py"), "shape-crops", "--out", str(tmp_path / "b"),
+    subprocess.run([sys.executable, str(REPO / "tools/make_dataset.py"), "shape-crops", "--output-dir", str(tmp_path / "b"),
                     "--num-train", "6", "--num-val", "2", "--seed", "3", "--crop-size", "32", "--workers", "2"],
                    check=True, capture_output=True)
     hashes = _hashes(tmp_path / "a")

@@ -86,6 +86,6 @@ def test_label_statistics_count_the_training_boxes(run, shapes_paths):
 
 def test_plot_tool_redraws_a_finished_run(run, tmp_path):
     out, _ = run
-    result = _run("tools/plot.py", str(out), "--out", str(tmp_path))
+    result = _run("tools/plot.py", str(out), "--output-dir", str(tmp_path))
     assert {p.name for p in tmp_path.glob("*.png")} == RUN_PLOTS
     assert "AP50" in result.stdout

@@ -1,5 +1,4 @@
-"""tools/summary.py end to end: a config's whole model, a named network, --json, and clear errors."""
-import importlib.util
+"""tools/summary.py end to end: a config's whole model, a named network, --output, and clear errors."""
 import json
 import subprocess
 import sys
@@ -14,18 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool():
-    if str(ROOT / "tools") not in sys.path:  # the tool imports its sibling _common
-        sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("summary_tool", ROOT / "tools" / "summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from detseg.cli import summary
+
+    return summary
 
 
 def test_config_summary_totals_equal_the_models_parameters(tmp_path):
     out = tmp_path / "summary.json"
     cmd = [sys.executable, "tools/summary.py", "configs/faster_rcnn/shapes.yaml", "--input-size", "128", "96",
-           "--json", str(out)]
+           "--output", str(out)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     cfg = load_config(ROOT / "configs/faster_rcnn/shapes.yaml", ["model.backbone.weights=null"])
@@ -44,7 +40,7 @@ def test_config_summary_totals_equal_the_models_parameters(tmp_path):
 
 
 def test_named_network_table_shows_where_alexnets_parameters_are(capsys, tmp_path):
-    assert _tool().main(["--backbone", "alexnet_v1", "--with-classifier", "--json", str(tmp_path / "a.json")]) == 0
+    assert _tool().main(["--backbone", "alexnet_v1", "--with-classifier", "--output", str(tmp_path / "a.json")]) == 0
     text = capsys.readouterr().out
     assert "input 1x3x227x227" in text and "total params           60,965,224" in text
     fc6 = next(line for line in text.splitlines() if line.startswith("classifier.1 "))

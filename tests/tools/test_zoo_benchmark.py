@@ -21,8 +21,8 @@ TITLES = ["Faster R-CNN", "SSD", "FCN-8s"]  # the zoo's table order, whatever or
 def zoo_run(tmp_path_factory, shapes_root):
     out = tmp_path_factory.mktemp("zoo")
     cmd = [sys.executable, "tools/benchmark.py", "--zoo", "--archs", "fcn,ssd,faster_rcnn", "--iters", "3",
-           "--images", "2", "--image-size", "64", "--data-root", str(shapes_root), "--output-dir", str(out),
-           "--json", str(out / "copy.json"), "--threads", "1", "data.num_workers=0"]
+           "--limit", "2", "--input-size", "64", "--data-root", str(shapes_root), "--output-dir", str(out),
+           "--output", str(out / "copy.json"), "--threads", "1", "data.num_workers=0"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return out
@@ -70,7 +70,7 @@ def test_zoo_json_is_finite_and_matches_the_runs(zoo_run):
             assert row["ap"] is None and row["miou"] == metrics["sem_seg"]["mIoU"]
         else:
             assert row["ap"] == metrics["bbox"]["AP"] and row["ap50"] == metrics["bbox"]["AP50"]
-    assert rows["ssd"]["input_size"] == [64, 64]  # --image-size reached the fixed-size models too
+    assert rows["ssd"]["input_size"] == [64, 64]  # --input-size reached the fixed-size models too
 
 
 def test_zoo_plot_is_a_drawn_png(zoo_run):

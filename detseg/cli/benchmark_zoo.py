@@ -1,34 +1,33 @@
-"""tools/benchmark.py --zoo: its own arguments (no CONFIG: the zoo's configs are fixed, detseg.benchmarks.zoo)."""
+"""detseg benchmark --zoo: its own arguments (no CONFIG: the zoo's configs are fixed, detseg.benchmarks.zoo)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from detseg.cli import common
 from detseg.benchmarks.zoo import DEFAULT_DATA, ZOO_CONFIGS, ZooSettings, run_zoo
 from detseg.benchmarks.zoo_report import write_zoo
 
-USAGE = """python tools/benchmark.py --zoo [--minutes M] [--archs rcnn,sppnet,...] [--output-dir DIR] [--json FILE]
-                          [--iters N] [--images N] [--data-root DIR] [--image-size S] [--threads N]
-                          [key=value ...]
-
-Trains every architecture (or --archs) on the shapes data for M minutes of CPU each (tools/train.py with
+USAGE = ("%(prog)s [--minutes M] [--archs rcnn,sppnet,...] [--output-dir DIR] [--output FILE] [--iters N] "
+         "[--limit N] [--data-root DIR] [--input-size S] [--threads N] [key=value ...]")
+DESCRIPTION = """Trains every architecture (or --archs) on the shapes data for M minutes of CPU each (tools/train.py with
 train.max_minutes=M; the trainer fits its schedule to the budget), evaluates it on the val split, times
 it and counts its parameters and FLOPs, then writes DIR/zoo.md (table), DIR/zoo.json and DIR/zoo.png
 (inference ms against AP). Runs go to DIR/runs/<arch>. key=value overrides apply to every architecture."""
 
 
 def zoo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tools/benchmark.py --zoo", usage=USAGE)
-    parser.add_argument("--zoo", action="store_true", required=True)
+    parser = common.parser(DESCRIPTION, prog="detseg benchmark --zoo", usage=USAGE)
+    parser.add_argument("--zoo", action="store_true", required=True, help="this benchmark")
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per architecture")
     parser.add_argument("--archs", default=",".join(ZOO_CONFIGS), help="comma-separated subset, in table order")
-    parser.add_argument("--output-dir", default="runs/zoo")
-    parser.add_argument("--json", default=None, help="also write zoo.json's content to this file")
+    parser.add_argument("--output-dir", default="runs/zoo", help="tables, plot and one run folder per architecture")
+    common.add_renamed(parser, "--output", "--json", default=None, help="also write zoo.json's content to this file")
     parser.add_argument("--iters", type=int, default=None,
                         help="train exactly N iterations instead of the --minutes budget (smoke tests)")
-    parser.add_argument("--images", type=int, default=20, help="val images timed per architecture")
+    common.add_renamed(parser, "--limit", "--images", type=int, default=20, help="val images timed per architecture")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA), help="a shapes dataset (generated when missing)")
-    parser.add_argument("--image-size", type=int, default=None,
+    common.add_renamed(parser, "--input-size", "--image-size", type=int, default=None,
                         help="train and test every architecture at this shortest side / square size")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for training and timing (default: one per core; 1 on a shared CPU)")
@@ -39,11 +38,11 @@ def zoo_parser() -> argparse.ArgumentParser:
 def run_zoo_cli(argv: list[str]) -> int:
     args = zoo_parser().parse_intermixed_args(argv)
     settings = ZooSettings(output_dir=Path(args.output_dir), minutes=args.minutes, iters=args.iters,
-                           images=args.images, data_root=Path(args.data_root), image_size=args.image_size,
+                           images=args.limit, data_root=Path(args.data_root), image_size=args.input_size,
                            threads=args.threads, overrides=args.overrides)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     report = run_zoo(archs, settings)
-    for path in write_zoo(report, settings.output_dir, args.json):
+    for path in write_zoo(report, settings.output_dir, args.output):
         print(f"wrote {path}")
     print(Path(settings.output_dir, "zoo.md").read_text())
     failed = [r["arch"] for r in report["rows"] if "error" in r]
