@@ -1,7 +1,8 @@
 """Read YAML configs into the schema: safe_load, one `_base_` level, key=value overrides.
 
 Nothing named in a config is imported or executed; names are looked up in the
-model/data registries later.
+model/data registries later. A closed choice (a Literal in the schema) is checked here: matched
+regardless of case, stored as the schema spells it, refused in one line listing the allowed values.
 """
 from __future__ import annotations
 
@@ -172,10 +173,12 @@ def _convert_union(options: tuple, value: Any, key: str) -> Any:
             return _convert(option, value, key)
         except ConfigError as exc:
             errors.append(str(exc))
+    if len(candidates) == 1:
+        raise ConfigError(errors[0])
     # a list (or mapping) that fits no option: the list option's error names the bad item, e.g. [1][0]
     same_shape = [e for option, e in zip(candidates, errors) if _same_shape(option, value)]
-    if len(candidates) == 1 or len(same_shape) == 1:
-        raise ConfigError(errors[0] if len(candidates) == 1 else same_shape[0])
+    if len(same_shape) == 1:
+        raise ConfigError(same_shape[0])
     wanted = ", or ".join(_describe(option) for option in candidates)
     raise ConfigError(f"config key '{key}' must be {wanted}, got {value!r}{_suggestion(candidates, value)}")
 
