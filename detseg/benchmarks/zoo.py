@@ -155,11 +155,19 @@ def _is_default_data(root: Path) -> bool:
 
 
 def data_overrides(cfg: Config, root: Path) -> list[str]:
-    if cfg.data.format == "voc":
-        return [f"data.{split}.root={root / 'voc'}" for split in SPLITS]
-    return [item for split in SPLITS for item in (
-        f"data.{split}.ann_file={root / 'annotations' / f'instances_{split}.json'}",
-        f"data.{split}.img_dir={root / split}")]
+    overrides = DATA_OVERRIDES.get(cfg.data.format)
+    if overrides is None:
+        raise ValueError(f"data.format '{cfg.data.format}': the zoo's shapes data comes as "
+                         f"{' or '.join(DATA_OVERRIDES)}")
+    return [item for split in SPLITS for item in overrides(root, split)]
+
+
+# data.format -> the keys pointing one split at the shapes data under root
+DATA_OVERRIDES = {
+    "voc": lambda root, split: [f"data.{split}.root={root / 'voc'}"],
+    "coco": lambda root, split: [f"data.{split}.ann_file={root / 'annotations' / f'instances_{split}.json'}",
+                                 f"data.{split}.img_dir={root / split}"],
+}
 
 
 def size_overrides(cfg: Config, size: int | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Read YAML configs into the schema: safe_load, one `_base_` level, key=value overrides.
 
 Nothing named in a config is imported or executed; names are looked up in the
-model/data registries later.
+model/data registries later. A closed choice (a Literal in the schema) is checked here: matched
+regardless of case, stored as the schema spells it, refused in one line listing the allowed values.
 """
 from __future__ import annotations
 
@@ -153,10 +154,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         return _convert_union(typing.get_args(tp), value, key)
     if origin is typing.Literal:
-        choices = typing.get_args(tp)
-        if isinstance(value, str) and value in choices:
-            return value
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return _convert_choice(typing.get_args(tp), value, key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
@@ -168,17 +166,60 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
 def _convert_union(options: tuple, value: Any, key: str) -> Any:
     if value is None and type(None) in options:
         return None
+    candidates = [option for option in options if option is not type(None)]
     errors = []
-    for option in options:
-        if option is type(None):
-            continue
+    for option in candidates:
         try:
             return _convert(option, value, key)
         except ConfigError as exc:
-            # a non-string is no candidate for a choice of words ("auto"): the other option's error says more
-            if not (typing.get_origin(option) is typing.Literal and not isinstance(value, str)):
-                errors.append(str(exc))
-    raise ConfigError(errors[0] if len(errors) == 1 else f"config key '{key}' has an invalid value {value!r}")
+            errors.append(str(exc))
+    if len(candidates) == 1:
+        raise ConfigError(errors[0])
+    # a list (or mapping) that fits no option: the list option's error names the bad item, e.g. [1][0]
+    same_shape = [e for option, e in zip(candidates, errors) if _same_shape(option, value)]
+    if len(same_shape) == 1:
+        raise ConfigError(same_shape[0])
+    wanted = ", or ".join(_describe(option) for option in candidates)
+    raise ConfigError(f"config key '{key}' must be {wanted}, got {value!r}{_suggestion(candidates, value)}")
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return typing.get_origin(tp) is list
+    return isinstance(value, dict) and dataclasses.is_dataclass(tp)
+
+
+def _convert_choice(choices: tuple, value: Any, key: str) -> str:
+    """A closed choice: matched regardless of case (solver.optimizer "SGD" was always taken) and stored
+    in the schema's spelling."""
+    if isinstance(value, str):
+        for choice in choices:
+            if value.lower() == str(choice).lower():
+                return choice
+    raise ConfigError(f"config key '{key}' must be {_describe(typing.Literal[choices])}, got {value!r}"
+                      f"{_suggestion((typing.Literal[choices],), value)}")
+
+
+def _describe(tp: Any) -> str:
+    """What a value of type ``tp`` looks like in YAML, for error messages."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if typing.get_origin(tp) is list:
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _suggestion(options: tuple, value: Any) -> str:
+    """"; did you mean 'x'?" for a string close to one of the Literal choices among ``options``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # YAML reads a bare 8 as a number: fcn.variant 8 means "8s"
+    if not isinstance(value, str):
+        return ""
+    choices = [str(c) for tp in options if typing.get_origin(tp) is typing.Literal for c in typing.get_args(tp)]
+    close = difflib.get_close_matches(value.lower(), choices, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _convert_scalar(tp: Any, value: Any, key: str) -> Any:

@@ -8,6 +8,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The closed choices. The loader refuses any other value with one line naming the key and these options,
+# so each list must match the code that consumes it (tests/config/test_config_choices.py compares them
+# with the registries). model.backbone.name stays a str: its registry (detseg.models.backbones.BACKBONES)
+# is the place to add a backbone, and config, the floor layer, may not import models to read it.
+Arch = Literal["faster_rcnn", "mask_rcnn", "fast_rcnn", "sppnet", "rcnn", "fcn", "yolo", "ssd", "classifier"]
+Norm = Literal["bn", "frozen_bn", "gn"]
+NeckName = Literal["none", "fpn", "ssd"]
+ExtraStyle = Literal["vgg", "lite"]
+Pooler = Literal["roi_align", "roi_pool", "spp"]
+ProposalSource = Literal["rpn", "selective_search", "file"]
+SearchMode = Literal["fast", "quality"]
+FCNVariant = Literal["32s", "16s", "8s", "torchvision"]
+SSDPredictor = Literal["conv", "lite"]
+DataFormat = Literal["coco", "voc", "imagefolder", "auto"]
+Task = Literal["detection", "semantic", "classification"]
+Augment = Literal["default", "ssd", "ssdlite", "yolo"]
+BadSamplePolicy = Literal["error", "skip"]
+Optimizer = Literal["sgd", "adamw"]
+Schedule = Literal["step", "cosine"]
+NonFinitePolicy = Literal["error", "skip"]
+Device = Literal["auto", "cpu", "cuda"]
+
 
 @dataclass
 class BackboneConfig:
@@ -18,7 +40,7 @@ class BackboneConfig:
     # Stages before this index are frozen (0: nothing, 1: stem, 2: stem+res2, ...), as detectron2.
     freeze_at: int = 0
     # "bn": trainable BatchNorm, "frozen_bn": torchvision FrozenBatchNorm2d, "gn": GroupNorm(32).
-    norm: str = "bn"
+    norm: Norm = "bn"
     width: float = 1.0  # channel multiplier for the small CPU backbones
     # ResNet only, torchvision's replace_stride_with_dilation for layer2..layer4: a dilated stage keeps
     # its key (s16, s32) while output_spec() reports its real stride (8 for FCN-ResNet50's [F, T, T]).
@@ -28,14 +50,14 @@ class BackboneConfig:
 
 @dataclass
 class NeckConfig:
-    name: str = "none"  # "none" | "fpn" | "ssd"
+    name: NeckName = "none"
     out_channels: int = 256
     extra_pool: bool = True  # FPN's LastLevelMaxPool (adds s64 for the RPN)
     # name "ssd": SSD's extra layers, each a 1x1 reduction then a 3x3 conv, appended after the coarsest input.
     extra_channels: list[int] = field(default_factory=lambda: [512, 256, 256, 256])
     # per extra layer: 2 halves the map (padded conv), 1 is an unpadded 3x3 conv (SSD300's 5 -> 3 -> 1)
     extra_strides: list[int] = field(default_factory=lambda: [2, 2, 1, 1])
-    extra_style: str = "vgg"  # "vgg": plain convs + ReLU | "lite": depthwise-separable, BN + ReLU6 (SSDlite)
+    extra_style: ExtraStyle = "vgg"  # "vgg": plain convs + ReLU | "lite": depthwise-separable, BN + ReLU6 (SSDlite)
     # L2-normalise the finest input map with a learned per-channel scale starting here (SSD's conv4_3); null: off
     l2norm_scale: float | None = 20.0
 
@@ -65,7 +87,7 @@ class RPNConfig:
 @dataclass
 class RoIConfig:
     in_features: list[str] = field(default_factory=lambda: ["s4", "s8", "s16", "s32"])
-    pooler: str = "roi_align"  # "roi_align" | "roi_pool" | "spp"
+    pooler: Pooler = "roi_align"
     spp_levels: list[int] = field(default_factory=lambda: [4, 2, 1])  # pooler "spp": pyramid grid sizes
     # SPPnet's multi-scale test: the image is also run at these factors of its test size, and each RoI
     # is pooled at the scale where its side is closest to spp_canonical_size px (He et al.: 224)
@@ -105,8 +127,8 @@ class MaskConfig:
 @dataclass
 class ProposalsConfig:
     """Where two-stage / region models get proposals: the RPN, or precomputed (see detseg.data.proposals)."""
-    source: str = "rpn"  # "rpn" | "selective_search" | "file"
-    mode: str = "fast"  # selective search preset: "fast" | "quality"
+    source: ProposalSource = "rpn"
+    mode: SearchMode = "fast"  # selective search preset (OpenCV's two)
     max_proposals: int = 2000  # per image, in OpenCV's order
     min_size: float = 4.0  # pixels of the original image; smaller boxes are dropped
     max_side: int | None = None  # downscale the image to this long side before selective search (boxes scaled back)
@@ -129,7 +151,7 @@ class FCNConfig:
     """Semantic segmentation heads (arch "fcn"); they predict num_classes + 1 maps (0 = background)."""
     # "32s" | "16s" | "8s": Long et al., 1x1 score layers and learned bilinear-initialised transposed convs;
     # "torchvision": torchvision's FCNHead (3x3 conv to in/4 channels, BN, ReLU, dropout, 1x1) + interpolation.
-    variant: str = "8s"
+    variant: FCNVariant = "8s"
     # deepest first; 32s scores the first, 16s adds a skip from the second, 8s from the third
     in_features: list[str] = field(default_factory=lambda: ["s32", "s16", "s8"])
     fc_dims: list[int] = field(default_factory=list)  # convs before scoring (the paper's fc6/fc7: [4096, 4096])
@@ -174,7 +196,7 @@ class SSDConfig:
     scales: list[float] | None = None  # explicit: one per map plus one (torchvision's SSD300); overrides min/max
     steps: list[float] | None = None  # pixels between box centres per map; null: the input size / map size
     clip_default_boxes: bool = True  # clamp default box width and height to the image
-    head: str = "conv"  # "conv": a 3x3 conv per map | "lite": depthwise 3x3 + BN + ReLU6, then 1x1 (SSDlite)
+    head: SSDPredictor = "conv"  # "conv": a 3x3 conv per map | "lite": depthwise 3x3 + BN + ReLU6, then 1x1 (SSDlite)
     iou_thresh: float = 0.5  # a default box is positive at IoU >= this (plus each box's best match)
     neg_pos_ratio: float = 3.0  # hard negative mining: negatives kept per positive
     bbox_reg_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
@@ -193,7 +215,7 @@ class ClassifierConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "faster_rcnn"
+    arch: Arch = "faster_rcnn"
     num_classes: int | None = None  # None: the training set's category count
     class_names: list[str] | None = None  # None: the training set's names (stored with the run)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -225,13 +247,13 @@ class SplitConfig:
 class DataConfig:
     # "coco" | "voc" | "imagefolder" (task classification only) | "auto": coco when data.train.ann_file is
     # given, voc when data.train.root is (resolved when the config is loaded)
-    format: str = "coco"
+    format: DataFormat = "coco"
     # "semantic": samples carry sem_seg (0 = background, c + 1 = class c, 255 = ignore) for arch "fcn";
     # VOC reads SegmentationClass/*.png listed in ImageSets/Segmentation/<split>.txt (needs data.classes),
     # COCO renders the instance masks (crowd = ignore)
     # "classification": one label per image, format "imagefolder" (class = sub-folder name), arch "classifier";
     # images are cropped to data.fixed_size (random resized crop in training, centre crop in evaluation)
-    task: str = "detection"  # "detection" | "semantic" | "classification"
+    task: Task = "detection"
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
     classes: list[str] | None = None  # VOC: class names; None discovers them from the xml files
@@ -246,24 +268,24 @@ class DataConfig:
     color_jitter: float = 0.0
     # "default": shortest-edge resize, flip, colour jitter | "ssd": photometric distortion, zoom-out,
     # IoU-constrained crop, flip | "ssdlite": IoU crop and flip only | "yolo": scale/translate up to 20%, HSV
-    augment: str = "default"
+    augment: Augment = "default"
     # [h, w]: every image resized to exactly this (SSD, YOLO); replaces min/max. "auto": square, with the side
     # the shortest-edge rule of detseg/data/autosize.py gives the test short side
     fixed_size: list[int] | Literal["auto"] | None = None
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # classification: random crop area range
     batch_size: int = 2  # images per step, over all processes
     num_workers: int = 2
-    on_bad_sample: str = "error"  # "error" | "skip"
+    on_bad_sample: BadSamplePolicy = "error"
 
 
 @dataclass
 class SolverConfig:
-    optimizer: str = "sgd"  # "sgd" | "adamw"
+    optimizer: Optimizer = "sgd"
     lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
-    schedule: str = "step"  # "step" | "cosine"
+    schedule: Schedule = "step"
     steps: list[int] = field(default_factory=list)  # iterations where lr is multiplied by gamma
     gamma: float = 0.1
     warmup_iters: int = 1000
@@ -288,9 +310,9 @@ class TrainConfig:
     channels_last: bool | Literal["auto"] = "auto"
     # A non-finite loss or gradient norm: "error" stops the run (the last checkpoint stays the
     # last good one); "skip" drops that update, counts it and logs the count as skipped_steps.
-    on_nonfinite: str = "error"  # "error" | "skip"
+    on_nonfinite: NonFinitePolicy = "error"
     seed: int = 42
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    device: Device = "auto"
     find_unused_parameters: bool = False  # DDP: heads that skip parameters on some batches need it
     output_dir: str = "runs/default"
 

@@ -56,21 +56,30 @@ def build_plain_dataset(data_cfg, split: str):
 
 
 def _detection_dataset(data_cfg, split: str, transforms, with_masks: bool):
-    split_cfg = getattr(data_cfg, split)
-    semantic = is_semantic(data_cfg)
-    if data_cfg.format == "coco":
-        _require(split_cfg, split, ("ann_file", "img_dir"))
-        return CocoDetection(split_cfg.ann_file, split_cfg.img_dir, transforms, data_cfg.category_ids,
-                             with_masks, data_cfg.on_bad_sample, with_sem_seg=semantic)
-    if data_cfg.format == "voc":
-        _require(split_cfg, split, ("root", "split"))
-        if semantic:
-            return VOCSegmentation(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
-                                   data_cfg.on_bad_sample)
-        return VOCDetection(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
-                            on_bad_sample=data_cfg.on_bad_sample)
-    raise ValueError(f"data.format must be 'coco' or 'voc' (or 'imagefolder' with data.task classification), "
-                     f"got '{data_cfg.format}'")
+    is_semantic(data_cfg)  # validates the task name first
+    build = DETECTION_FORMATS.get(data_cfg.format)
+    if build is None:
+        raise ValueError(f"data.format must be one of {', '.join(DETECTION_FORMATS)} (or 'imagefolder' with "
+                         f"data.task classification), got '{data_cfg.format}'")
+    return build(data_cfg, getattr(data_cfg, split), split, transforms, with_masks)
+
+
+def _coco_dataset(data_cfg, split_cfg, split: str, transforms, with_masks: bool):
+    _require(split_cfg, split, ("ann_file", "img_dir"))
+    return CocoDetection(split_cfg.ann_file, split_cfg.img_dir, transforms, data_cfg.category_ids,
+                         with_masks, data_cfg.on_bad_sample, with_sem_seg=is_semantic(data_cfg))
+
+
+def _voc_dataset(data_cfg, split_cfg, split: str, transforms, with_masks: bool):
+    _require(split_cfg, split, ("root", "split"))
+    if is_semantic(data_cfg):
+        return VOCSegmentation(split_cfg.root, split_cfg.split, data_cfg.classes, transforms, data_cfg.on_bad_sample)
+    return VOCDetection(split_cfg.root, split_cfg.split, data_cfg.classes, transforms,
+                        on_bad_sample=data_cfg.on_bad_sample)
+
+
+# data.format -> the detection / semantic dataset of a split ("imagefolder" is classification's own path)
+DETECTION_FORMATS = {"coco": _coco_dataset, "voc": _voc_dataset}
 
 
 def is_semantic(data_cfg) -> bool:

@@ -280,16 +280,31 @@ def check_image_folder(root: str | Path, decode: bool = False) -> Report:
 
 def check_split(data_cfg, split: str, decode: bool = False) -> Report:
     """The check for ``cfg.data.<split>`` (``split`` is "train" or "val")."""
+    check = SPLIT_CHECKS.get(data_cfg.format)
+    if check is None:
+        raise ValueError(f"data.format must be one of {', '.join(SPLIT_CHECKS)}, got '{data_cfg.format}'")
+    return check(data_cfg, split, decode)
+
+
+def _check_folder_split(data_cfg, split: str, decode: bool) -> Report:
+    return check_image_folder(getattr(data_cfg, split).root, decode)
+
+
+def _check_voc_split(data_cfg, split: str, decode: bool) -> Report:
     split_cfg = getattr(data_cfg, split)
-    if data_cfg.format == "imagefolder":
-        return check_image_folder(split_cfg.root, decode)
-    if data_cfg.format == "voc" and data_cfg.task == "semantic":
-        return check_voc_semantic(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
-    if data_cfg.format == "voc":
-        return check_voc(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
+    check = check_voc_semantic if data_cfg.task == "semantic" else check_voc
+    return check(split_cfg.root, split_cfg.split, data_cfg.classes, decode)
+
+
+def _check_coco_split(data_cfg, split: str, decode: bool) -> Report:
+    split_cfg = getattr(data_cfg, split)
     if not split_cfg.ann_file:
         raise ValueError(f"set data.{split}.ann_file in the config or as a key=value override")
     return check_coco(split_cfg.ann_file, split_cfg.img_dir, data_cfg.category_ids, decode)
+
+
+# data.format -> the check of one split
+SPLIT_CHECKS = {"coco": _check_coco_split, "voc": _check_voc_split, "imagefolder": _check_folder_split}
 
 
 def require_clean_data(data_cfg, splits: tuple[str, ...] = ("train",)) -> None:

@@ -132,23 +132,26 @@ def _yolo_jitter() -> list:
     ]
 
 
-AUGMENTS = ("default", "ssd", "ssdlite", "yolo")
+def _default_steps(data_cfg) -> list:
+    c = data_cfg.color_jitter
+    return [A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.5), p=1.0)] if c > 0 else []
+
+
+# data.augment -> its training steps before the flip and the resize
+AUGMENTS = {
+    "default": _default_steps,
+    "ssd": lambda data_cfg: [_photometric(), ZoomOut(), RandomIoUCrop()],
+    "ssdlite": lambda data_cfg: [RandomIoUCrop()],
+    "yolo": lambda data_cfg: _yolo_jitter(),
+}
 
 
 def build_dense_transforms(data_cfg, train: bool, with_masks: bool = False) -> DetectionTransform:
     """``data.augment`` in training, then a resize to ``data.fixed_size`` (or the shortest-edge one)."""
-    if data_cfg.augment not in AUGMENTS:
-        raise ValueError(f"data.augment must be one of {AUGMENTS}, got '{data_cfg.augment}'")
-    steps: list = []
-    if train and data_cfg.augment == "ssd":
-        steps += [_photometric(), ZoomOut(), RandomIoUCrop()]
-    elif train and data_cfg.augment == "ssdlite":
-        steps += [RandomIoUCrop()]
-    elif train and data_cfg.augment == "yolo":
-        steps += _yolo_jitter()
-    elif train and data_cfg.color_jitter > 0:
-        c = data_cfg.color_jitter
-        steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.5), p=1.0))
+    augment = AUGMENTS.get(data_cfg.augment)
+    if augment is None:
+        raise ValueError(f"data.augment must be one of {', '.join(AUGMENTS)}, got '{data_cfg.augment}'")
+    steps = augment(data_cfg) if train else []
     if train and data_cfg.flip_prob > 0:
         steps.append(A.HorizontalFlip(p=data_cfg.flip_prob))
     steps.append(_resize(data_cfg, train))

@@ -27,14 +27,14 @@ from detseg.data.errors import DatasetError
 from detseg.data.proposal_cache import ImageRecord, build_or_load, cache_file
 from detseg.data.selective_search import selective_search
 
-SOURCES = ("rpn", "selective_search", "file")
 PROPOSAL_LABEL = -1
 EMPTY = np.zeros((0, 4), np.float32)
 
 
 def uses_precomputed(prop_cfg) -> bool:
-    if prop_cfg.source not in SOURCES:
-        raise ValueError(f"model.proposals.source must be one of {SOURCES}, got '{prop_cfg.source}'")
+    if prop_cfg.source != "rpn" and prop_cfg.source not in PRECOMPUTED:
+        raise ValueError(f"model.proposals.source must be one of rpn, {', '.join(PRECOMPUTED)}, "
+                         f"got '{prop_cfg.source}'")
     return prop_cfg.source != "rpn"
 
 
@@ -107,14 +107,22 @@ def load_proposal_file(path: str, image_ids: list[int]) -> dict[int, np.ndarray]
     return out
 
 
+def _file_proposals(prop_cfg, dataset, split: str, cache_dir: str, progress: bool = True) -> dict:
+    if not prop_cfg.file:
+        raise ValueError("model.proposals.source is 'file': set model.proposals.file to a JSON of boxes")
+    return load_proposal_file(prop_cfg.file, dataset.image_ids)
+
+
+# model.proposals.source -> where a split's precomputed proposals come from ("rpn" computes them in the model)
+PRECOMPUTED = {"selective_search": selective_search_proposals, "file": _file_proposals}
+
+
 def proposals_for(prop_cfg, dataset, split: str, cache_dir: str, progress: bool = True) -> dict[int, np.ndarray]:
-    if prop_cfg.source == "selective_search":
-        return selective_search_proposals(prop_cfg, dataset, split, cache_dir, progress)
-    if prop_cfg.source == "file":
-        if not prop_cfg.file:
-            raise ValueError("model.proposals.source is 'file': set model.proposals.file to a JSON of boxes")
-        return load_proposal_file(prop_cfg.file, dataset.image_ids)
-    raise ValueError(f"model.proposals.source '{prop_cfg.source}' has no precomputed proposals")
+    source = PRECOMPUTED.get(prop_cfg.source)
+    if source is None:
+        raise ValueError(f"model.proposals.source '{prop_cfg.source}' has no precomputed proposals "
+                         f"(those that have: {', '.join(PRECOMPUTED)})")
+    return source(prop_cfg, dataset, split, cache_dir, progress)
 
 
 class ProposalDataset(Dataset):

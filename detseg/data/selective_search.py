@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("fast", "quality")
+# model.proposals.mode -> the OpenCV preset switch it calls
+MODES = {"fast": "switchToSelectiveSearchFast", "quality": "switchToSelectiveSearchQuality"}
 FIX = "pip install --force-reinstall --no-deps opencv-contrib-python-headless"
 
 
@@ -32,7 +33,7 @@ def selective_search(image: np.ndarray, mode: str = "fast", max_proposals: int =
                      max_side: int | None = None) -> np.ndarray:
     """RGB uint8 [H, W, 3] -> float32 [M, 4] xyxy boxes in the image's pixels, M <= max_proposals."""
     if mode not in MODES:
-        raise ValueError(f"selective search mode must be one of {MODES}, got '{mode}'")
+        raise ValueError(f"model.proposals.mode must be one of {', '.join(MODES)}, got '{mode}'")
     cv2 = _ximgproc()
     h, w = image.shape[:2]
     scale = 1.0
@@ -41,7 +42,7 @@ def selective_search(image: np.ndarray, mode: str = "fast", max_proposals: int =
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     search.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))  # OpenCV wants BGR
-    search.switchToSelectiveSearchFast() if mode == "fast" else search.switchToSelectiveSearchQuality()
+    getattr(search, MODES[mode])()
     rects = np.asarray(search.process(), np.float32).reshape(-1, 4)  # x, y, w, h
     return postprocess(rects, scale, (h, w), max_proposals, min_size)
 

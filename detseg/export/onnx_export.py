@@ -93,18 +93,28 @@ def compare(model: torch.nn.Module, arch: str, onnx_path: str | Path, images: li
     network's input size, so no resize); per image the max abs difference of each output."""
     session = open_session(onnx_path)
     model.eval()
+    compare_outputs = OUTPUT_CHECKS.get(arch, _check_detection_outputs)
     results = []
     for image in images:
         chw = np.ascontiguousarray(image.transpose(2, 0, 1))
         hw = tuple(image.shape[:2])
         batch = Batch(images=torch.from_numpy(chw)[None], image_sizes=[hw], orig_sizes=[hw], image_ids=[0])
-        outputs = run_graph(session, chw)
-        if arch == "fcn":
-            results.append(_compare_semantic(model, batch, outputs["logits"]))
-        else:
-            reference = model(batch, mode="predict")[0]
-            results.append(_compare_detections(reference, to_instances(outputs, hw, hw, mask_threshold)))
+        results.append(compare_outputs(model, batch, run_graph(session, chw), mask_threshold))
     return results
+
+
+def _check_detection_outputs(model, batch: Batch, outputs: dict, mask_threshold: float) -> dict[str, float]:
+    hw = batch.image_sizes[0]
+    reference = model(batch, mode="predict")[0]
+    return _compare_detections(reference, to_instances(outputs, hw, hw, mask_threshold))
+
+
+def _check_semantic_outputs(model, batch: Batch, outputs: dict, mask_threshold: float) -> dict[str, float]:
+    return _compare_semantic(model, batch, outputs["logits"])
+
+
+# model.arch -> how its outputs are compared; every other exportable arch returns detections
+OUTPUT_CHECKS = {"fcn": _check_semantic_outputs}
 
 
 def _compare_detections(reference, exported) -> dict[str, float]:

@@ -227,11 +227,19 @@ def test_python_object_tag_is_refused_and_not_executed(tmp_path, monkeypatch):
 def test_python_object_tag_in_override_stays_a_plain_string(tmp_path, empty_cfg):
     marker = tmp_path / "MARKER2"
     text = f'!!python/object/apply:os.system ["touch {marker}"]'
-    cfg = load_config(empty_cfg, [f"model.arch={text}"])
-    assert cfg.model.arch == text  # kept as an inert string; build_model will reject the name
+    cfg = load_config(empty_cfg, [f"model.backbone.name={text}"])
+    assert cfg.model.backbone.name == text  # kept as an inert string; build_model will reject the name
     assert not marker.exists()
-    with pytest.raises(ValueError, match="model.arch"):
+    with pytest.raises(ValueError, match="model.backbone.name"):
         build_model(cfg.model, 3)
+
+
+def test_python_object_tag_for_a_choice_is_refused_as_a_plain_string(tmp_path, empty_cfg):
+    marker = tmp_path / "MARKER3"
+    text = f'!!python/object/apply:os.system ["touch {marker}"]'
+    with pytest.raises(ConfigError, match="'model.arch' must be one of .*got '!!python/object"):
+        load_config(empty_cfg, [f"model.arch={text}"])  # model.arch is a closed choice: refused at load
+    assert not marker.exists()
 
 
 def test_top_level_list_is_refused(tmp_path):

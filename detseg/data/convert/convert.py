@@ -11,6 +11,26 @@ from detseg.data.errors import DatasetError
 
 FORMATS = ("coco", "voc", "yolo")
 _FIND_SPLITS = {"coco": coco_format.find_splits, "voc": voc_format.find_splits, "yolo": yolo_format.find_splits}
+# format -> reader (source, splits, classes, on_bad_sample); YOLO has neither class names to pin nor a skip policy
+_READERS = {
+    "coco": lambda source, splits, classes, policy: coco_format.read_coco(source, splits, on_bad_sample=policy),
+    "voc": lambda source, splits, classes, policy: voc_format.read_voc(source, splits, classes, policy),
+    "yolo": lambda source, splits, classes, policy: yolo_format.read_yolo(source, splits),
+}
+
+
+def _write_coco(records, output, image_mode, with_masks) -> int:
+    coco_format.write_coco(records, output, image_mode, with_masks)
+    return 0
+
+
+def _write_voc(records, output, image_mode, with_masks) -> int:
+    voc_format.write_voc(records, output, image_mode)  # VOC holds no masks
+    return 0
+
+
+# format -> writer returning the number of objects it left out
+_WRITERS = {"coco": _write_coco, "voc": _write_voc, "yolo": yolo_format.write_yolo}
 
 
 @dataclass
@@ -36,24 +56,14 @@ def read_dataset(fmt: str, source: Path, splits: list[str] | None = None, image_
     splits = splits or _FIND_SPLITS[fmt](source)
     if not splits:
         raise DatasetError(f"{source}: no splits found for format {fmt!r}; pass --splits")
-    if fmt == "coco":
-        return coco_format.read_coco(source, splits, on_bad_sample=on_bad_sample)
-    if fmt == "voc":
-        return voc_format.read_voc(source, splits, classes, on_bad_sample)
-    return yolo_format.read_yolo(source, splits)
+    return _READERS[fmt](source, splits, classes, on_bad_sample)
 
 
 def write_dataset(records: DatasetRecords, fmt: str, output: Path, image_mode: str = "copy",
                   with_masks: bool = True) -> int:
     """Returns the number of objects left out (see ConvertSummary.left_out)."""
     _check_format(fmt)
-    if fmt == "coco":
-        coco_format.write_coco(records, output, image_mode, with_masks)
-        return 0
-    if fmt == "voc":
-        voc_format.write_voc(records, output, image_mode)
-        return 0
-    return yolo_format.write_yolo(records, output, image_mode, with_masks)
+    return _WRITERS[fmt](records, output, image_mode, with_masks)
 
 
 def convert(src_format: str, dst_format: str, source: Path, output: Path, splits: list[str] | None = None,
