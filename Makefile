@@ -14,7 +14,7 @@ DEMO_OUT := runs/demo
 CROPS := data/shape_crops
 SHAPES_BACKBONE := runs/classifier_shape_crops/last.pt
 
-.PHONY: install demo test dataset shapes-backbone clean
+.PHONY: install demo test dataset shapes-backbone docs clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ demo: install dataset
 
 test: install
 	$(PY) -m pytest -q
+
+# The documentation site (mkdocs.yml over docs/): built offline into site/, any broken link an error
+docs: install
+	$(PY) -m pip install -q -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(DEMO_OUT) $(DATA) $(CROPS)
