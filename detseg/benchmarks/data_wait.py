@@ -22,7 +22,7 @@ CONFIGS = ("configs/faster_rcnn/shapes.yaml", "configs/ssd/shapes.yaml", "config
 
 def ensure_shapes(root: Path = SHAPES) -> Path:
     if not (root / "annotations/instances_train.json").exists():
-        subprocess.run([sys.executable, str(ROOT / "tools/make_dataset.py"), "shapes", "--out", str(root)],
+        subprocess.run([sys.executable, str(ROOT / "tools/make_dataset.py"), "shapes", "--output-dir", str(root)],
                        check=True)
     return root
 

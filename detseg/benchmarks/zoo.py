@@ -108,10 +108,10 @@ def ensure_shapes_data(root: Path, log) -> None:
         return
     if root.exists():
         raise ValueError(f"{root} has no annotations/instances_train.json: not a shapes dataset "
-                         "(tools/make_dataset.py shapes --out DIR)")
+                         "(tools/make_dataset.py shapes --output-dir DIR)")
     from detseg.data.datasets.shapes import generate_shapes_dataset
 
-    log(f"[zoo] {root} is missing: generating the shapes dataset (tools/make_dataset.py shapes --out {root})")
+    log(f"[zoo] {root} is missing: generating the shapes dataset (tools/make_dataset.py shapes --output-dir {root})")
     generate_shapes_dataset(root)
 
 
