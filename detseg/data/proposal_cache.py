@@ -6,7 +6,7 @@ array plus per-image counts. On load:
 - a file that cannot be read or is inconsistent is *corrupt*: a message, then a full rebuild;
 - images whose file changed (mtime or size) or that are not in the cache are *stale*: a message, then
   only those are recomputed and the file is rewritten;
-- everything else is a hit. Writes go to a temporary file renamed into place.
+- everything else is a hit. Writes are atomic (detseg.utils.files): a reader never sees half a file.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from detseg.utils.files import atomic_write
 
 CACHE_VERSION = 1
 
@@ -82,17 +83,8 @@ def save_cache(path: Path, settings: dict, records: list[ImageRecord], keys: lis
         "counts": np.array([len(b) for b in boxes], np.int64),
         "boxes": np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:  # a file object: given a path, np.savez would append ".npz" to it
+        np.savez(f, **arrays)
 
 
 def build_or_load(records: list[ImageRecord], path: Path, settings: dict, compute, workers: int = 0,

@@ -6,15 +6,15 @@ Nothing in it is unpickled as code, so loading a file from elsewhere cannot run 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from detseg.utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -29,66 +29,11 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`.
-
-    The rename is atomic on POSIX within one filesystem, so a crash at any point
-    leaves either the previous checkpoint or the new one, never a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (see detseg.utils.files): a crash at any point leaves either the previous
+    checkpoint or the new one, never a half-written file."""
     state = {**state, "format": FORMAT, "version": VERSION}
-    # A unique name (not mkstemp, whose 0600 mode would survive the rename) so the
-    # file gets the usual umask permissions and concurrent writers never collide.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temp_files(directory: str | Path) -> list[Path]:
-    """Delete temp files left by save_checkpoint in processes that were killed mid-write.
-
-    A SIGKILL skips the cleanup in save_checkpoint; without this every kill would leak a
-    checkpoint-sized hidden file. Files of live processes (another writer) are left alone.
-    """
-    removed = []
-    for tmp in Path(directory).glob(".*.*.*.tmp"):
-        found = re.fullmatch(r"\..+\.(\d+)\.[0-9a-f]{32}\.tmp", tmp.name)
-        if found and not _process_alive(int(found.group(1))):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return pid != 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the rename itself; best effort (not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def _read_file(path: Path, map_location: Any) -> Any:

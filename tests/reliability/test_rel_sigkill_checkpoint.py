@@ -33,7 +33,8 @@ def _kill_mid_write(proc: subprocess.Popen, out: Path, nth: int, timeout: float 
     deadline, stale, seen = time.monotonic() + timeout, set(os.listdir(out)), set()
     while time.monotonic() < deadline and proc.poll() is None:
         if (out / "last.pt").exists():
-            seen |= {n for n in os.listdir(out) if n.endswith(".tmp") and n not in stale}
+            # a checkpoint's temp file (.last.pt.<pid>.<uuid>.tmp); config.yaml is written atomically too
+            seen |= {n for n in os.listdir(out) if n.endswith(".tmp") and ".pt." in n and n not in stale}
         if len(seen) >= nth:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
