@@ -28,6 +28,7 @@ BadSamplePolicy = Literal["error", "skip"]
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine"]
 NonFinitePolicy = Literal["error", "skip"]
+Logger = Literal["tensorboard", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -315,6 +316,12 @@ class TrainConfig:
     device: Device = "auto"
     find_unused_parameters: bool = False  # DDP: heads that skip parameters on some batches need it
     output_dir: str = "runs/default"
+    # Where training numbers go besides metrics.jsonl: "tensorboard" (<run>/tb) and "mlflow" (pip install
+    # detseg[mlflow]: params, metrics, then plots and checkpoints as artifacts; detseg/reports/mlflow_run.py)
+    loggers: list[Logger] = field(default_factory=lambda: ["tensorboard"])
+    # MLflow's tracking URI; None: $MLFLOW_TRACKING_URI if set, else the file store "mlruns" beside the run folder
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "detseg"
 
 
 @dataclass

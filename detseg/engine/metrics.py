@@ -40,29 +40,45 @@ class WindowAverage:
 
 
 class MetricsWriter:
-    """Appends JSON lines and TensorBoard scalars; does nothing on non-main ranks."""
+    """Appends JSON lines and hands each record's numbers to the loggers (TensorBoard, MLflow, ...);
+    does nothing on non-main ranks. A logger has ``log_metrics(values, step, prefix)`` and ``close()``."""
 
-    def __init__(self, output_dir: Path, enabled: bool):
+    def __init__(self, output_dir: Path, enabled: bool, loggers: list | tuple = ()):
         self.enabled = enabled
         self.jsonl_path = output_dir / "metrics.jsonl"
-        self.tb_dir = output_dir / "tb"
-        self._tb = None
+        self.loggers = list(loggers) if enabled else []
 
     def write(self, record: dict[str, Any], step: int) -> None:
         if not self.enabled:
             return
         with open(self.jsonl_path, "a") as f:
             f.write(json_text.dumps(record) + "\n")
+        prefix = "eval" if record.get("type") == "eval" else "train"
+        values = {k: v for k, v in flatten_numbers(record).items() if k not in ("iter", "type")}
+        for sink in self.loggers:
+            sink.log_metrics(values, step, prefix)
+
+    def close(self) -> None:
+        for sink in self.loggers:
+            sink.close()
+
+
+class TensorBoardLogger:
+    """Scalars under ``<run>/tb``, opened on the first record; a run without TensorBoard still trains."""
+
+    def __init__(self, output_dir: Path):
+        self.tb_dir = output_dir / "tb"
+        self._tb = None
+
+    def log_metrics(self, values: dict[str, float], step: int, prefix: str) -> None:
         writer = self._writer()
         if writer is not None:
-            prefix = "eval" if record.get("type") == "eval" else "train"
-            for key, value in flatten_numbers(record).items():
-                if key not in ("iter", "type"):
-                    writer.add_scalar(f"{prefix}/{key}", value, step)
+            for key, value in values.items():
+                writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def _writer(self):
         if self._tb is None:
-            try:  # TensorBoard is a convenience; a run without it must still train
+            try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
                 logger.warning("TensorBoard logging disabled: %s", exc)

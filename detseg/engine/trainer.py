@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -18,7 +18,8 @@ from tqdm import tqdm
 from detseg.config import Config, config_to_dict, dump_config
 from detseg.engine import precision
 from detseg.engine.budget import TimeBudget
-from detseg.engine.metrics import MetricsWriter, ProgressBar, WindowAverage, format_metrics_line, primary_metric
+from detseg.engine.metrics import (MetricsWriter, ProgressBar, TensorBoardLogger, WindowAverage, format_metrics_line,
+                                   primary_metric)
 from detseg.engine.nonfinite import NonFiniteGuard
 from detseg.engine.optim import build_optimizer, build_scheduler, refit_scheduler
 from detseg.engine.train_state import ResumeError  # noqa: F401 - what train(resume=True) raises
@@ -49,11 +50,12 @@ class Trainer:
 
     def __init__(self, cfg: Config, model: nn.Module, train_loader_factory: LoaderFactory,
                  evaluate_fn: EvaluateFn | None = None, output_dir: str | Path | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, loggers: Sequence = ()):
         self.cfg, self.model = cfg, model
         self.loader_factory, self.evaluate_fn = train_loader_factory, evaluate_fn
         self.output_dir = Path(output_dir if output_dir is not None else cfg.train.output_dir)
         self.clock = clock  # injectable so tests can fake the wall clock
+        self.extra_loggers = list(loggers)  # besides TensorBoard: e.g. the app's MLflow run (rank 0 only)
         self.iteration = 0
         self.max_iters = cfg.train.max_iters
         self.budget = TimeBudget(cfg.train.max_minutes, cfg.train.max_iters, clock)
@@ -135,7 +137,8 @@ class Trainer:
                 self._say(f"removed {stale.name}, left by a run killed while writing it")
             with atomic_path(self.output_dir / "config.yaml") as tmp:
                 dump_config(self.cfg, tmp)
-        self.writer = MetricsWriter(self.output_dir, enabled=self.is_main)
+        own = [TensorBoardLogger(self.output_dir)] if "tensorboard" in self.cfg.train.loggers else []
+        self.writer = MetricsWriter(self.output_dir, enabled=self.is_main, loggers=[*own, *self.extra_loggers])
 
     def _make_scaler(self) -> torch.amp.GradScaler:
         # bf16 has fp32's exponent range, so only fp16 needs loss scaling.
