@@ -2,12 +2,14 @@
 
 It is the two-stage model with a different "pooler": instead of pooling a shared feature map, the
 ``WarpPooler`` cuts every region out of the normalised *image*, warps it to a fixed size and runs the
-whole backbone on it (in chunks), then global-average-pools the chosen feature into a vector. The RoI
+model's backbone on it (in chunks), then global-average-pools the chosen feature into a vector. The RoI
 head (sampling, softmax over C + 1 classes, class-specific box regression, per-class NMS) is the same
 object Fast R-CNN uses. Left out: the paper's per-class linear SVMs with hard negative mining (the
 softmax scores are used, as the paper's own fine-tuned-softmax ablation did).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,32 +46,34 @@ def crop_and_warp(images: Tensor, boxes: list[Tensor], warp_size: int, padding: 
 
 
 class WarpPooler(nn.Module):
-    """Regions -> backbone (per region, batched in chunks) -> global average pool of one feature."""
+    """Regions -> backbone (per region, batched in chunks) -> global average pool of one feature.
 
-    def __init__(self, backbone: nn.Module, feature: str, warp_size: int, padding: int, chunk_size: int):
+    ``run_backbone`` is the model's backbone call (RegionCNN owns the module): the pooler registers no
+    copy of its weights, and hooks or a compiled forward on the backbone apply here too.
+    """
+
+    def __init__(self, run_backbone: Callable[[Tensor], dict[str, Tensor]], feature: str, channels: int,
+                 warp_size: int, padding: int, chunk_size: int):
         super().__init__()
-        spec = backbone.output_spec()
-        if feature not in spec:
-            raise ValueError(f"model.roi.in_features names '{feature}', but the backbone gives {list(spec)}")
-        self.backbone, self.feature = backbone, feature
+        self.run_backbone, self.feature = run_backbone, feature
         self.warp_size, self.padding, self.chunk_size = warp_size, padding, max(1, chunk_size)
-        self.flat_dim = spec[feature].channels
+        self.flat_dim = channels
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
         regions = crop_and_warp(features[IMAGE], boxes, self.warp_size, self.padding)
         if len(regions) == 0:
             return regions.new_zeros((0, self.flat_dim))
-        out = [F.adaptive_avg_pool2d(self.backbone(chunk)[self.feature], 1).flatten(1)
+        out = [F.adaptive_avg_pool2d(self.run_backbone(chunk)[self.feature], 1).flatten(1)
                for chunk in regions.split(self.chunk_size)]
         return torch.cat(out)
 
 
 class RegionCNN(TwoStageDetector):
-    """No shared feature map: ``features`` is the normalised image; the RoI head's pooler runs the backbone."""
+    """No shared feature map: ``features`` is the normalised image; the RoI head's pooler runs the backbone
+    on each warped region."""
 
-    def __init__(self, roi_heads: nn.Module, pixel_mean, pixel_std):
-        # the backbone lives in roi_heads.pooler (a WarpPooler): one copy of its weights
-        super().__init__(nn.Identity(), None, PrecomputedProposals(), roi_heads, pixel_mean, pixel_std, 1)
+    def __init__(self, backbone: nn.Module, roi_heads: nn.Module, pixel_mean, pixel_std):
+        super().__init__(backbone, None, PrecomputedProposals(), roi_heads, pixel_mean, pixel_std, 1)
 
     def features(self, batch: Batch) -> dict[str, Tensor]:
         return {IMAGE: self.preprocess(batch)}
