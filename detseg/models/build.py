@@ -19,7 +19,7 @@ from detseg.models.dense.yolo_head import YOLOHead
 from detseg.models.layers.features import FeatureSpec
 from detseg.models.meta_arch.classifier import Classifier
 from detseg.models.meta_arch.one_stage import OneStageDetector
-from detseg.models.meta_arch.region_cnn import RegionCNN, WarpPooler
+from detseg.models.meta_arch.region_cnn import RegionCNN, RegionVectors
 from detseg.models.meta_arch.segmentor import Segmentor
 from detseg.models.meta_arch.two_stage import TwoStageDetector
 from detseg.models.necks.fpn import FPN
@@ -164,7 +164,7 @@ def _roi_options(cfg) -> dict:
 
 
 def build_roi_heads(cfg, spec: dict[str, FeatureSpec], num_classes: int, pooler: nn.Module | None = None) -> RoIHeads:
-    """cfg: ``model.roi``; ``pooler``: a custom one (R-CNN's crop-warp-backbone), else ``model.roi.pooler``."""
+    """cfg: ``model.roi``; ``pooler``: a custom one (R-CNN's RegionVectors), else ``model.roi.pooler``."""
     pooler = pooler if pooler is not None else build_pooler(cfg, spec)
     return RoIHeads(pooler, _box_head(cfg, pooler, spec), num_classes, **_roi_options(cfg))
 
@@ -247,10 +247,10 @@ def build_rcnn(cfg, num_classes: int) -> RegionCNN:
     feature, spec = cfg.roi.in_features[0], backbone.output_spec()
     if feature not in spec:
         raise ValueError(f"model.roi.in_features names '{feature}', but the backbone gives {list(spec)}")
-    # the pooler calls the model's backbone: one registered copy of its weights, in RegionCNN.backbone
-    pooler = WarpPooler(backbone.__call__, feature, spec[feature].channels, cfg.rcnn.warp_size,
-                        cfg.rcnn.context_padding, cfg.rcnn.chunk_size)
-    return RegionCNN(backbone, build_roi_heads(cfg.roi, spec, num_classes, pooler), cfg.pixel_mean, cfg.pixel_std)
+    roi_heads = build_roi_heads(cfg.roi, spec, num_classes, RegionVectors(spec[feature].channels))
+    return RegionCNN(backbone, roi_heads, cfg.pixel_mean, cfg.pixel_std, feature=feature,
+                     warp_size=cfg.rcnn.warp_size, context_padding=cfg.rcnn.context_padding,
+                     chunk_size=cfg.rcnn.chunk_size)
 
 
 # ---------------------------------------------------------------- semantic segmentation
