@@ -17,10 +17,10 @@ import torchvision
 from torch import nn
 
 from detseg.config.schema import BackboneConfig
-from detseg.models.backbones import BACKBONES, build_backbone
+from detseg.models.backbones import BACKBONES
 from detseg.models.backbones.alexnet_v1 import INPUT_SIZE as ALEXNET_V1_SIZE
 from detseg.models.backbones.alexnet_v1 import AlexNetV1
-from detseg.models.build import build_model
+from detseg.models.build import build_backbone, build_model
 from detseg.structures import Batch
 
 DEFAULT_SIZE = 224  # torchvision's ImageNet crop

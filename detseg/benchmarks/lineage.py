@@ -103,8 +103,6 @@ class ConvClock:
 
 
 def conv_modules(arch: str, model) -> list[nn.Module]:
-    if arch == "rcnn":  # the backbone runs on the warped regions, inside the pooler
-        return [model.roi_heads.pooler.backbone]
     return [m for m in (model.backbone, model.neck) if m is not None]
 
 

@@ -22,7 +22,7 @@ PARTS = {
     "rpn_proposals": (["rpn"], ["rpn_head"]),  # anchors, top-k, decoding, NMS
     "roi_pool": (["roi_pool"], []),
     "box_head": (["box_head", "box_predictor"], []),
-    "postprocess": (["roi_predict"], ["roi_pool", "box_head", "box_predictor"]),  # decode, NMS, rescale
+    "postprocess": (["roi_predict", "to_original"], ["roi_pool", "box_head", "box_predictor"]),  # decode, NMS, rescale
 }
 
 
@@ -31,9 +31,10 @@ def attach_timers(model) -> SectionTimer:
     timer.method("preprocess", model, "preprocess")
     timer.module("backbone", model.backbone)
     timer.module("neck", model.neck)
-    timer.module("rpn", model.rpn)
-    timer.module("rpn_head", model.rpn.head)
+    timer.module("rpn", model.proposal_generator)
+    timer.module("rpn_head", model.proposal_generator.head)
     timer.method("roi_predict", model.roi_heads, "predict")
+    timer.method("to_original", model, "to_original")
     timer.module("roi_pool", model.roi_heads.pooler)
     timer.module("box_head", model.roi_heads.box_head)
     timer.module("box_predictor", model.roi_heads.box_predictor)

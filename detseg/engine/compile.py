@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 # Parts whose forward maps tensors to tensors; detection logic (anchors, NMS, sampling) stays eager.
-INFERENCE_PARTS = ("backbone", "neck", "rpn.head", "roi_heads.box_head", "roi_heads.mask_head")
+INFERENCE_PARTS = ("backbone", "neck", "proposal_generator.head", "roi_heads.box_head", "roi_heads.mask_head")
 
 
 def compile_for_inference(model: nn.Module, parts: tuple[str, ...] = INFERENCE_PARTS) -> list[str]:

@@ -10,7 +10,7 @@ them against ``model(batch, mode="predict")``.
 Outputs, in the pixels of the input image (the runtime maps them back to the original image):
 - detectors: ``boxes`` float32 [N, 4] xyxy, ``scores`` float32 [N], ``labels`` int64 [N] (0..K-1);
   Mask R-CNN adds ``mask_probs`` float32 [N, M, M], each detection's own-class mask probabilities
-  over its box (pasted onto the image outside the graph, by detseg.models.roi.mask_paste);
+  over its box (pasted onto the image outside the graph, by detseg.models.layers.postprocess);
 - FCN: ``logits`` float32 [1, K + 1, H, W] (channel 0 = background).
 """
 from __future__ import annotations
@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, remove_small_boxes
 
+from detseg.models.layers.postprocess import kept_by_nms
 from detseg.models.proposals.anchors import AnchorGenerator
+from detseg.models.roi.roi_heads import MIN_BOX_SIDE
 
 DETECTION_OUTPUTS = ("boxes", "scores", "labels")
 
@@ -91,34 +93,30 @@ class TwoStageGraph(_Normalise):
     def proposals(self, features: dict[str, Tensor], limits: Tensor) -> Tensor:
         """RPN._select for one image: top-k per level, decode, clip, drop small/low boxes, NMS per
         level, top-k."""
-        rpn = self.model.rpn
-        cfg = rpn.cfg
+        rpn = self.model.proposal_generator
         boxes, scores, levels = [], [], []
         for level, (name, cell, stride) in enumerate(zip(rpn.in_features, rpn.anchor_generator.cell_anchors,
                                                          rpn.strides)):
             feature = features[name]
             logits, deltas = rpn.head(feature)
             anchors = AnchorGenerator._grid(cell, feature.shape[-2:], stride, feature.device)
-            top_logits, idx = top_k(logits[0], cfg.pre_nms_topk_test)
+            top_logits, idx = top_k(logits[0], rpn.pre_nms_topk[1])
             boxes.append(rpn.box_coder.decode(deltas[0, idx], anchors[idx]).squeeze(-2))
             scores.append(top_logits.sigmoid())
             levels.append(torch.full_like(idx, level))
         boxes, scores, levels = clip(torch.cat(boxes), limits), torch.cat(scores), torch.cat(levels)
-        keep = remove_small_boxes(boxes, cfg.min_box_size)
-        keep = keep[scores[keep] >= cfg.score_thresh]
-        keep = keep[nms_top(boxes[keep], scores[keep], levels[keep], cfg.nms_thresh, cfg.post_nms_topk_test)]
+        keep = remove_small_boxes(boxes, rpn.min_box_size)
+        keep = keep[scores[keep] >= rpn.score_thresh]
+        keep = keep[nms_top(boxes[keep], scores[keep], levels[keep], rpn.nms_thresh, rpn.post_nms_topk[1])]
         return boxes[keep]
 
     def select(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """RoIHeads.select_detections for one image."""
+        """RoIHeads' select_detections for one image (its only group id is the label)."""
         heads = self.model.roi_heads
-        num_classes = scores.shape[1]
-        labels = torch.arange(num_classes).expand(scores.shape[0], -1).reshape(-1)
+        labels = torch.arange(scores.shape[1]).expand(scores.shape[0], -1).reshape(-1)
         boxes, scores = boxes.reshape(-1, 4), scores.reshape(-1)
-        wh = boxes[:, 2:] - boxes[:, :2]
-        keep = torch.where((scores > heads.score_thresh) & (wh >= 1e-2).all(dim=1))[0]
-        keep = keep[nms_top(boxes[keep], scores[keep], labels[keep], heads.cfg.nms_thresh,
-                            heads.cfg.detections_per_image)]
+        keep = kept_by_nms(boxes, scores, labels, heads.score_thresh, heads.nms_thresh, MIN_BOX_SIDE)
+        keep = keep[:heads.detections_per_image]
         return boxes[keep], scores[keep], labels[keep]
 
 
@@ -133,19 +131,19 @@ class DenseGraph(_Normalise):
             features = model.neck(features)
         raw = head(features, tuple(images.shape[-2:]))
         boxes, scores = head.boxes_and_scores(raw, [tuple(image.shape[-2:])])
-        return select_dense(boxes[0], scores[0], head.score_thresh, head.cfg.nms_thresh,
-                            getattr(head.cfg, "topk_candidates", boxes.shape[1]), head.cfg.detections_per_image)
+        return select_dense(boxes[0], scores[0], head.score_thresh, head.nms_thresh,
+                            getattr(head, "topk_candidates", boxes.shape[1]), head.detections_per_image)
 
 
 def select_dense(boxes: Tensor, scores: Tensor, score_thresh: float, nms_thresh: float, topk_candidates: int,
                  detections_per_image: int) -> tuple[Tensor, Tensor, Tensor]:
-    """detseg.models.dense.postprocess.select_detections for one image: boxes [N, 4], scores [N, K]."""
+    """detseg.models.layers.postprocess.select_detections of top_class_candidates for one image:
+    boxes [N, 4], scores [N, K]."""
     num_boxes, num_classes = scores.shape
     top_scores, top_idx = scores.t().topk(min(topk_candidates, num_boxes), dim=1)  # [K, k]
-    keep = top_scores > score_thresh
-    labels = torch.arange(num_classes)[:, None].expand_as(top_idx)[keep]
-    scores, boxes = top_scores[keep], boxes[top_idx[keep]]
-    kept = nms_top(boxes, scores, labels, nms_thresh, detections_per_image)
+    labels = torch.arange(num_classes)[:, None].expand_as(top_idx).reshape(-1)
+    scores, boxes = top_scores.reshape(-1), boxes[top_idx.reshape(-1)]
+    kept = kept_by_nms(boxes, scores, labels, score_thresh, nms_thresh)[:detections_per_image]
     return boxes[kept], scores[kept], labels[kept]
 
 

@@ -12,11 +12,9 @@ import numpy as np
 import torch
 
 from detseg.config import Config, load_config
-from detseg.models.roi.mask_paste import paste_masks
-from detseg.models.seg.sem_seg import semantic_predict
+from detseg.models.layers.postprocess import instances_to_original, label_map_to_original
 from detseg.app.predictor import check_rgb, eval_transform, image_sample
-from detseg.structures import Batch, Instances
-from detseg.structures.boxes import scale_boxes
+from detseg.structures import Instances
 
 META_PREFIX = "detseg."
 
@@ -55,19 +53,15 @@ def run_graph(session, image_chw: np.ndarray) -> dict[str, np.ndarray]:
 
 def to_instances(outputs: dict[str, np.ndarray], input_hw, orig_hw, mask_threshold: float = 0.5) -> Instances:
     """Graph outputs (input pixels) -> Instances in the original image, masks pasted as Predictor's."""
-    boxes = torch.from_numpy(outputs["boxes"]).reshape(-1, 4)
-    instances = Instances(scale_boxes(boxes, tuple(input_hw), tuple(orig_hw)), torch.from_numpy(outputs["scores"]),
-                          torch.from_numpy(outputs["labels"]).to(torch.int64))
-    if "mask_probs" in outputs:
-        instances.masks = paste_masks(torch.from_numpy(outputs["mask_probs"]), instances.boxes, tuple(orig_hw),
-                                      mask_threshold)
-    return instances
+    mask_probs = torch.from_numpy(outputs["mask_probs"]) if "mask_probs" in outputs else None
+    instances = Instances(torch.from_numpy(outputs["boxes"]).reshape(-1, 4), torch.from_numpy(outputs["scores"]),
+                          torch.from_numpy(outputs["labels"]).to(torch.int64), mask_probs)
+    return instances_to_original(instances, input_hw, orig_hw, mask_threshold)
 
 
 def to_label_map(logits: np.ndarray, input_hw, orig_hw) -> torch.Tensor:
-    """[1, C, h, w] logits -> int64 [H, W] label map of the original image (semantic_predict's rule)."""
-    batch = Batch(images=torch.empty(0), image_sizes=[tuple(input_hw)], orig_sizes=[tuple(orig_hw)], image_ids=[0])
-    return semantic_predict(torch.from_numpy(logits), batch)[0]
+    """[1, C, h, w] logits -> int64 [H, W] label map of the original image (the Segmentor's rule)."""
+    return label_map_to_original(torch.from_numpy(logits)[0], tuple(input_hw), tuple(orig_hw))
 
 
 class OnnxPredictor:

@@ -13,7 +13,7 @@ import torch
 _FASTER_RCNN_RULES = [
     (r"^backbone\.body\.", "backbone."),
     (r"^backbone\.fpn\.", "neck.fpn."),
-    (r"^rpn\.head\.", "rpn.head."),
+    (r"^rpn\.head\.", "proposal_generator.head."),
     (r"^roi_heads\.box_head\.fc6\.", "roi_heads.box_head.fcs.0."),
     (r"^roi_heads\.box_head\.fc7\.", "roi_heads.box_head.fcs.1."),
     (r"^roi_heads\.box_predictor\.", "roi_heads.box_predictor."),

@@ -12,7 +12,7 @@ def test_compiled_parts_give_the_same_detections():
     model.roi_heads.score_thresh = 0.0
     compiled = copy.deepcopy(model)
     names = compile_for_inference(compiled)
-    assert names == ["backbone", "neck", "rpn.head", "roi_heads.box_head"]
+    assert names == ["backbone", "neck", "proposal_generator.head", "roi_heads.box_head"]
     assert compiled.state_dict().keys() == model.state_dict().keys()
     batch = _train_batch()
     with torch.no_grad():

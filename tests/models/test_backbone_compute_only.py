@@ -2,7 +2,7 @@
 import torch
 
 from detseg.config import load_config
-from detseg.models.backbones import build_backbone
+from detseg.models.build import build_backbone
 from detseg.models.build import build_model
 
 TINY = ["model.backbone.weights=null", "model.backbone.width=0.25"]

@@ -11,8 +11,8 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detseg.config.schema import BackboneConfig, NeckConfig
-from detseg.models.backbones import build_backbone
-from detseg.models.necks.fpn import FPN, build_neck
+from detseg.models.build import build_backbone, build_neck
+from detseg.models.necks.fpn import FPN
 
 SIZE = 64  # small on purpose: s32 maps are 2x2
 # (name, width, freeze_at): one build per backbone, reused by the spec and freezing tests

@@ -46,7 +46,7 @@ def test_detector_backbone_equals_the_classifier_backbone(tmp_path):
     for key, value in backbone.items():
         assert torch.equal(value, source[f"backbone.{key}"]), key
     # the rest of the detector is freshly initialised, not the checkpoint's noise in [0.5, 1.5)
-    for part in (detector.neck, detector.rpn, detector.roi_heads):
+    for part in (detector.neck, detector.proposal_generator, detector.roi_heads):
         assert all(p.min() < 0.5 for p in part.parameters())
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from detseg.config import load_config
-from detseg.models.build import build_model
-from detseg.models.roi.poolers import RoIAlignPooler, RoIPoolPooler, build_pooler
+from detseg.models.build import build_model, build_pooler
+from detseg.models.roi.poolers import RoIAlignPooler, RoIPoolPooler
 from detseg.structures import Batch, Instances
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "faster_rcnn" / "shapes.yaml"
@@ -25,6 +25,7 @@ TINY = [
     "model.rpn.post_nms_topk_test=32",
     "model.roi.batch_size_per_image=32",
 ]
+ROI = load_config(CONFIG, TINY).model.roi  # the settings the model is built with
 
 
 def _build(*overrides: str):
@@ -87,7 +88,7 @@ def test_loss_mode_returns_four_finite_losses_and_gradients_reach_the_backbone(m
     assert losses["loss_rpn_box"] > 0 and losses["loss_roi_cls"] > 0
     sum(losses.values()).backward()
     for name in ["backbone.conv1.weight", "backbone.layer4.1.conv2.weight", "neck.fpn.layer_blocks.0.0.weight",
-                 "rpn.head.cls_logits.weight", "rpn.head.bbox_pred.weight",
+                 "proposal_generator.head.cls_logits.weight", "proposal_generator.head.bbox_pred.weight",
                  "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.bbox_pred.weight"]:
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
@@ -127,7 +128,7 @@ def _predict(model, batch):
         with torch.no_grad():
             return model(batch, mode="predict")
     finally:
-        model.roi_heads.score_thresh = model.roi_heads.cfg.score_thresh
+        model.roi_heads.score_thresh = ROI.score_thresh
 
 
 def test_predict_returns_instances_in_original_image_coordinates(model):
@@ -138,7 +139,7 @@ def test_predict_returns_instances_in_original_image_coordinates(model):
     assert len(scaled) == 2 and all(isinstance(p, Instances) for p in scaled)
     for pred, ref, (h, w), (ih, iw) in zip(scaled, same, orig, sizes):
         assert len(pred) > 0
-        assert len(pred) <= model.roi_heads.cfg.detections_per_image
+        assert len(pred) <= model.roi_heads.detections_per_image == ROI.detections_per_image
         assert pred.boxes.shape == (len(pred), 4) and pred.boxes.dtype == torch.float32
         assert pred.scores.shape == pred.labels.shape == (len(pred),)
         assert pred.labels.dtype == torch.int64
@@ -174,7 +175,7 @@ def test_both_mode_returns_losses_and_the_predictions_of_predict_mode(model):
         with torch.no_grad():
             losses, preds = model(batch, mode="both")
     finally:
-        model.roi_heads.score_thresh = model.roi_heads.cfg.score_thresh
+        model.roi_heads.score_thresh = ROI.score_thresh
     _assert_losses(losses)
     assert len(preds) == 2
     for got, exp in zip(preds, expected):

@@ -9,7 +9,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from detseg.config import load_config
 from detseg.models.build import build_model
-from detseg.models.roi.mask_paste import paste_masks
+from detseg.models.layers.mask_paste import paste_masks
 from detseg.structures import Batch
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mask_rcnn" / "shapes.yaml"

@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 from detseg.config import load_config
-from detseg.models.backbones import build_backbone
+from detseg.models.build import build_backbone
 from detseg.models.backbones.base import WeightsDownloadError
 from detseg.models.build import build_model
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from detseg.config.schema import BackboneConfig
-from detseg.models.backbones import build_backbone
+from detseg.models.build import build_backbone
 
 
 @pytest.mark.parametrize("width", [0.25, 1.0])

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from detseg.config import load_config
 from detseg.models.build import build_model
 from detseg.models.seg.fcn import BilinearUpsample, LearnedUpsample, bilinear_kernel
-from detseg.models.seg.sem_seg import semantic_loss, semantic_predict
+from detseg.models.layers.postprocess import label_map_to_original
+from detseg.models.seg.sem_seg import semantic_loss
 from detseg.structures import Batch
 
 CONFIG = "configs/fcn/shapes_8s.yaml"
@@ -141,7 +142,7 @@ def test_predict_crops_padding_then_resizes_to_the_original_size():
         logits[i, 2, :h, w // 2 : w] = 5.0
     batch = Batch(images=torch.zeros(2, 3, 8, 12, dtype=torch.uint8), image_sizes=sizes,
                   orig_sizes=[(16, 16), (4, 12)], image_ids=[0, 1])
-    maps = semantic_predict(logits, batch)
+    maps = [label_map_to_original(l, hw, orig) for l, hw, orig in zip(logits, batch.image_sizes, batch.orig_sizes)]
     assert [m.shape for m in maps] == [(16, 16), (4, 12)] and maps[0].dtype == torch.int64
     assert (maps[0][:, :8] == 1).all() and (maps[0][:, 8:] == 2).all()
     assert (maps[1][:, :6] == 1).all() and (maps[1][:, 6:] == 2).all()

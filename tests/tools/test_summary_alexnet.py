@@ -7,7 +7,7 @@ from detseg.analysis import summarize
 from detseg.analysis.networks import build_named_network, synthetic_batch
 from detseg.config import load_config
 from detseg.config.schema import BackboneConfig
-from detseg.models.backbones import build_backbone
+from detseg.models.build import build_backbone
 from detseg.models.backbones.alexnet_v1 import AlexNetV1
 from detseg.models.build import build_model
 

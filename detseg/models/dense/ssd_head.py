@@ -1,49 +1,47 @@
 """SSD's head: per map, 3x3 predictors of class scores and box offsets for every default box."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from detseg.models.layers.features import FeatureSpec
-from detseg.models.dense.default_boxes import DefaultBoxes, linear_scales
-from detseg.models.dense.postprocess import select_detections
+from detseg.models.dense.default_boxes import DefaultBoxes
 from detseg.models.dense.ssd_loss import ssd_losses
-from detseg.models.dense.targets import padded_targets
 from detseg.models.layers.box_coder import BoxCoder
-from detseg.models.layers.postprocess import clip_to_image_sizes
+from detseg.models.layers.features import FeatureSpec
 from detseg.models.layers.init import init_ssd_convs
+from detseg.models.layers.postprocess import clip_to_image_sizes, select_detections, top_class_candidates
+from detseg.models.layers.targets import padded_targets
 from detseg.structures import Batch, Instances
 
 
 class SSDHead(nn.Module):
     """Class logits (0 = background) and (dx, dy, dw, dh) offsets for every default box of every map;
-    the default boxes come with the raw outputs, so loss and predict need nothing else."""
+    the default boxes come with the raw outputs, so loss and predict need nothing else.
 
-    def __init__(self, cfg, in_spec: dict[str, FeatureSpec], num_classes: int):
+    ``predictor(in_channels, out_channels)`` makes each map's predictor (SSD_PREDICTORS);
+    ``xavier_init``: Caffe SSD's initialisation, else SSDlite's N(0, 0.03)."""
+
+    def __init__(self, in_spec: dict[str, FeatureSpec], in_features: list[str], num_classes: int, *,
+                 default_boxes: DefaultBoxes, predictor: Callable[[int, int], nn.Module], xavier_init: bool,
+                 bbox_reg_weights: list[float], iou_thresh: float, neg_pos_ratio: float, score_thresh: float,
+                 nms_thresh: float, topk_candidates: int, detections_per_image: int):
         super().__init__()
-        if len(cfg.aspect_ratios) != len(cfg.in_features):
-            raise ValueError(f"model.ssd.aspect_ratios has {len(cfg.aspect_ratios)} lists for "
-                             f"{len(cfg.in_features)} maps in model.ssd.in_features")
-        if cfg.head not in _PREDICTORS:
-            raise ValueError(f"model.ssd.head must be one of {list(_PREDICTORS)}, got '{cfg.head}'")
-        self.cfg = cfg
-        self.in_features = list(cfg.in_features)
+        self.in_features = list(in_features)
         self.num_classes = num_classes
-        if not cfg.scales and "auto" in (cfg.min_scale, cfg.max_scale):
-            raise ValueError("model.ssd.min_scale / max_scale are 'auto': they are derived from the training set "
-                             "when training starts and stored in the run's config.yaml; build from that config")
-        scales = cfg.scales or linear_scales(len(cfg.in_features), cfg.min_scale, cfg.max_scale)
-        self.default_boxes = DefaultBoxes(cfg.aspect_ratios, scales, cfg.steps, cfg.clip_default_boxes)
+        self.default_boxes = default_boxes
         channels = [in_spec[k].channels for k in self.in_features]
         boxes = self.default_boxes.num_per_cell()
-        make = _PREDICTORS[cfg.head]
-        self.cls_convs = nn.ModuleList(make(c, a * (num_classes + 1)) for c, a in zip(channels, boxes))
-        self.box_convs = nn.ModuleList(make(c, a * 4) for c, a in zip(channels, boxes))
-        init_ssd_convs(self, plain=cfg.head == "conv")
-        self.box_coder = BoxCoder(cfg.bbox_reg_weights)
-        self.score_thresh = cfg.score_thresh
+        self.cls_convs = nn.ModuleList(predictor(c, a * (num_classes + 1)) for c, a in zip(channels, boxes))
+        self.box_convs = nn.ModuleList(predictor(c, a * 4) for c, a in zip(channels, boxes))
+        init_ssd_convs(self, plain=xavier_init)
+        self.box_coder = BoxCoder(bbox_reg_weights)
+        self.iou_thresh, self.neg_pos_ratio = iou_thresh, neg_pos_ratio
+        self.score_thresh = score_thresh  # detseg.app.pipeline.apply_test_overrides sets it
+        self.nms_thresh, self.topk_candidates, self.detections_per_image = nms_thresh, topk_candidates, detections_per_image
 
     def forward(self, features: dict[str, Tensor], input_hw: tuple[int, int]) -> dict[str, Tensor]:
         """cls_logits [B, N, K+1], box_deltas [B, N, 4] and the N default boxes, in one order."""
@@ -57,13 +55,14 @@ class SSDHead(nn.Module):
     def loss(self, raw: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         gt, gt_valid, gt_labels = padded_targets(batch)
         return ssd_losses(raw["cls_logits"], raw["box_deltas"], raw["default_boxes"], gt, gt_valid, gt_labels,
-                          self.box_coder, self.cfg.iou_thresh, self.cfg.neg_pos_ratio)
+                          self.box_coder, self.iou_thresh, self.neg_pos_ratio)
 
     @torch.no_grad()
-    def predict(self, raw: dict[str, Tensor], batch: Batch) -> list[Instances]:
-        boxes, scores = self.boxes_and_scores(raw, batch.image_sizes)
-        return select_detections(boxes, scores, batch, self.score_thresh, self.cfg.nms_thresh,
-                                 self.cfg.topk_candidates, self.cfg.detections_per_image)
+    def predict(self, raw: dict[str, Tensor], image_sizes: list[tuple[int, int]]) -> list[Instances]:
+        """Per-image detections in the network input's pixels."""
+        boxes, scores = self.boxes_and_scores(raw, image_sizes)
+        return select_detections(top_class_candidates(boxes, scores, self.topk_candidates), len(image_sizes),
+                                 self.num_classes, self.score_thresh, self.nms_thresh, self.detections_per_image)
 
     def boxes_and_scores(self, raw: dict[str, Tensor], image_sizes) -> tuple[Tensor, Tensor]:
         """Decoded boxes [B, N, 4] clipped to each image, class scores [B, N, K] (also the ONNX graph's)."""
@@ -95,4 +94,4 @@ def lite_predictor(in_channels: int, out_channels: int) -> nn.Module:
     )
 
 
-_PREDICTORS = {"conv": conv_predictor, "lite": lite_predictor}
+SSD_PREDICTORS = {"conv": conv_predictor, "lite": lite_predictor}

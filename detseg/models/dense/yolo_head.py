@@ -4,11 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from detseg.models.layers.features import FeatureSpec
-from detseg.models.dense.postprocess import select_detections
-from detseg.models.dense.targets import padded_targets
 from detseg.models.dense.yolo_loss import cell_boxes, encode_targets, yolo_losses
-from detseg.models.layers.postprocess import clip_to_image_sizes
+from detseg.models.layers.features import FeatureSpec
+from detseg.models.layers.postprocess import clip_to_image_sizes, select_detections, top_class_candidates
+from detseg.models.layers.targets import padded_targets
 from detseg.structures import Batch, Instances
 
 
@@ -16,29 +15,33 @@ class YOLOHead(nn.Module):
     """Optional 3x3 convs, the map pooled to S x S, then the paper's fully connected layers (or a 1x1
     conv per cell). Outputs are linear, as in the paper; predict clamps confidences and probabilities."""
 
-    def __init__(self, cfg, in_spec: dict[str, FeatureSpec], num_classes: int):
+    def __init__(self, in_spec: dict[str, FeatureSpec], in_feature: str, num_classes: int, *, grid_size: int,
+                 boxes_per_cell: int, conv_dims: list[int], fc_dim: int | None, dropout: float, lambda_coord: float,
+                 lambda_noobj: float, score_thresh: float, nms_thresh: float, detections_per_image: int):
         super().__init__()
-        self.cfg = cfg
-        self.grid, self.boxes, self.num_classes = cfg.grid_size, cfg.boxes_per_cell, num_classes
+        self.in_feature = in_feature
+        self.grid, self.boxes, self.num_classes = grid_size, boxes_per_cell, num_classes
         self.outputs = self.boxes * 5 + num_classes
-        channels = in_spec[cfg.in_feature].channels
+        channels = in_spec[in_feature].channels
         layers: list[nn.Module] = []
-        for dim in cfg.conv_dims:
+        for dim in conv_dims:
             layers += [nn.Conv2d(channels, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim),
                        nn.LeakyReLU(0.1, inplace=True)]
             channels = dim
         self.convs = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(self.grid))
-        if cfg.fc_dim:
+        if fc_dim:
             self.predictor = nn.Sequential(
-                nn.Flatten(), nn.Linear(channels * self.grid**2, cfg.fc_dim), nn.LeakyReLU(0.1, inplace=True),
-                nn.Dropout(cfg.dropout), nn.Linear(cfg.fc_dim, self.grid**2 * self.outputs),
+                nn.Flatten(), nn.Linear(channels * self.grid**2, fc_dim), nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout), nn.Linear(fc_dim, self.grid**2 * self.outputs),
             )
         else:
             self.predictor = nn.Conv2d(channels, self.outputs, kernel_size=1)
-        self.score_thresh = cfg.score_thresh
+        self.lambda_coord, self.lambda_noobj = lambda_coord, lambda_noobj
+        self.score_thresh = score_thresh  # detseg.app.pipeline.apply_test_overrides sets it
+        self.nms_thresh, self.detections_per_image = nms_thresh, detections_per_image
 
     def forward(self, features: dict[str, Tensor], input_hw: tuple[int, int]) -> dict:
-        out = self.predictor(self.convs(features[self.cfg.in_feature]))
+        out = self.predictor(self.convs(features[self.in_feature]))
         if out.dim() == 2:  # fully connected: the cells come out flat
             grid = out.view(-1, self.grid, self.grid, self.outputs)
         else:
@@ -48,14 +51,14 @@ class YOLOHead(nn.Module):
     def loss(self, raw: dict, batch: Batch) -> dict[str, Tensor]:
         gt, gt_valid, gt_labels = padded_targets(batch)
         targets = encode_targets(gt, gt_valid, gt_labels, self.grid, raw["input_hw"])
-        return yolo_losses(raw["grid"], targets, self.boxes, raw["input_hw"], self.cfg.lambda_coord,
-                           self.cfg.lambda_noobj)
+        return yolo_losses(raw["grid"], targets, self.boxes, raw["input_hw"], self.lambda_coord, self.lambda_noobj)
 
     @torch.no_grad()
-    def predict(self, raw: dict, batch: Batch) -> list[Instances]:
-        boxes, scores = self.boxes_and_scores(raw, batch.image_sizes)
-        return select_detections(boxes, scores, batch, self.score_thresh, self.cfg.nms_thresh,
-                                 scores.shape[1], self.cfg.detections_per_image)
+    def predict(self, raw: dict, image_sizes: list[tuple[int, int]]) -> list[Instances]:
+        """Per-image detections in the network input's pixels (every box is a candidate of every class)."""
+        boxes, scores = self.boxes_and_scores(raw, image_sizes)
+        return select_detections(top_class_candidates(boxes, scores, scores.shape[1]), len(image_sizes),
+                                 self.num_classes, self.score_thresh, self.nms_thresh, self.detections_per_image)
 
     def boxes_and_scores(self, raw: dict, image_sizes) -> tuple[Tensor, Tensor]:
         """Boxes [B, S*S*B, 4] clipped to each image, class-specific confidences [B, S*S*B, K]."""

@@ -1,20 +1,24 @@
-"""What every detector shares: normalisation, padding and the explicit-mode call."""
+"""What every model shares: normalisation, padding, the explicit-mode call and the one mapping of
+predictions back to the original image.
+
+Subclasses implement ``loss(batch)``, ``predict(batch)`` and ``loss_and_predict(batch)`` (one backbone
+pass), predicting in the network input's pixels; ``model(batch, mode)`` hands every prediction to
+``to_original`` once, so callers always get them in the original image (``batch.orig_sizes``).
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.structures import Batch
+from detseg.models.layers.postprocess import instances_to_original
+from detseg.structures import Batch, Instances
 
 MODES = ("loss", "predict", "both")
 
 
-class Detector(nn.Module):
-    """Subclasses implement ``loss(batch)`` and ``predict(batch)``; ``both`` shares one backbone pass."""
-
-    # Instances.masks filled by predict (evaluated as COCO "segm"); training needs Batch.masks
-    has_masks = False
+class Model(nn.Module):
+    """Base of every model: ``model(batch, mode)`` with mode "loss", "predict" or "both"."""
 
     def __init__(self, pixel_mean: list[float], pixel_std: list[float], size_divisibility: int):
         super().__init__()
@@ -28,7 +32,16 @@ class Detector(nn.Module):
     def forward(self, batch: Batch, mode: str = "predict"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
-        return getattr(self, f"forward_{mode}")(batch)
+        if mode == "loss":
+            return self.loss(batch)
+        if mode == "predict":
+            return self.to_original(self.predict(batch), batch)
+        losses, predictions = self.loss_and_predict(batch)
+        return losses, self.to_original(predictions, batch)
+
+    def to_original(self, predictions, batch: Batch):
+        """Network-input predictions -> the original image's; image-level outputs pass unchanged."""
+        return predictions
 
     def preprocess(self, batch: Batch) -> Tensor:
         """uint8 padded batch -> normalised float, zero outside each image, padded to the divisibility."""
@@ -42,3 +55,15 @@ class Detector(nn.Module):
         pad_h = (-images.shape[-2]) % div if div > 1 else 0
         pad_w = (-images.shape[-1]) % div if div > 1 else 0
         return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+
+
+class Detector(Model):
+    """A model that predicts Instances per image: boxes scaled, masks (if any) pasted into the original."""
+
+    # Instances.masks filled by predict (evaluated as COCO "segm"); training needs Batch.masks
+    has_masks = False
+    mask_threshold = 0.5  # pasted mask probabilities at or above it are foreground
+
+    def to_original(self, predictions: list[Instances], batch: Batch) -> list[Instances]:
+        return [instances_to_original(instances, input_hw, orig_hw, self.mask_threshold)
+                for instances, input_hw, orig_hw in zip(predictions, batch.image_sizes, batch.orig_sizes)]

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.models.meta_arch.base import Detector
+from detseg.models.meta_arch.base import Model
 from detseg.structures import Batch
 
 
-class Classifier(Detector):
+class Classifier(Model):
     task = "classification"
 
     def __init__(self, backbone: nn.Module, in_feature: str, num_classes: int, dropout: float,
@@ -34,18 +34,18 @@ class Classifier(Detector):
         features = self.backbone(images)[self.in_feature]
         return self.fc(self.dropout(mean_inside_images(features, batch.image_sizes, images.shape[-2:])))
 
-    def forward_loss(self, batch: Batch) -> dict[str, Tensor]:
-        return self._loss(self.logits(batch), batch)
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        return self._cross_entropy(self.logits(batch), batch)
 
-    def forward_predict(self, batch: Batch) -> Tensor:
+    def predict(self, batch: Batch) -> Tensor:
         return self.logits(batch).softmax(dim=1)
 
-    def forward_both(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
+    def loss_and_predict(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor]:
         logits = self.logits(batch)
-        return self._loss(logits, batch), logits.softmax(dim=1)
+        return self._cross_entropy(logits, batch), logits.softmax(dim=1)
 
     @staticmethod
-    def _loss(logits: Tensor, batch: Batch) -> dict[str, Tensor]:
+    def _cross_entropy(logits: Tensor, batch: Batch) -> dict[str, Tensor]:
         if batch.class_labels is None:
             raise ValueError("a classifier needs class labels: set data.task=classification (data.format imagefolder)")
         return {"loss_cls_ce": F.cross_entropy(logits, batch.class_labels)}

@@ -29,12 +29,12 @@ class OneStageDetector(Detector):
         # full precision for losses and decoding when autocast ran the convolutions in half precision
         return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in raw.items()}
 
-    def forward_loss(self, batch: Batch) -> dict[str, Tensor]:
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
         return self.head.loss(self.raw_outputs(batch), batch)
 
-    def forward_predict(self, batch: Batch) -> list[Instances]:
-        return self.head.predict(self.raw_outputs(batch), batch)
+    def predict(self, batch: Batch) -> list[Instances]:
+        return self.head.predict(self.raw_outputs(batch), batch.image_sizes)
 
-    def forward_both(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
+    def loss_and_predict(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
         raw = self.raw_outputs(batch)
-        return self.head.loss(raw, batch), self.head.predict(raw, batch)
+        return self.head.loss(raw, batch), self.head.predict(raw, batch.image_sizes)

@@ -1,8 +1,8 @@
 """R-CNN (Girshick et al. 2014): crop each proposal with context, warp it, run the backbone on it.
 
-It is the two-stage model with a different "pooler": instead of pooling a shared feature map, the
-``WarpPooler`` cuts every region out of the normalised *image*, warps it to a fixed size and runs the
-whole backbone on it (in chunks), then global-average-pools the chosen feature into a vector. The RoI
+It is the two-stage model without a shared feature map: the model cuts every region out of the
+normalised *image*, warps it to a fixed size and runs its backbone on it (in chunks), then
+global-average-pools the chosen feature into a vector that the RoI head reads as pooled. The RoI
 head (sampling, softmax over C + 1 classes, class-specific box regression, per-class NMS) is the same
 object Fast R-CNN uses. Left out: the paper's per-class linear SVMs with hard negative mining (the
 softmax scores are used, as the paper's own fine-tuned-softmax ablation did).
@@ -16,9 +16,9 @@ from torchvision.ops import roi_align
 
 from detseg.models.meta_arch.two_stage import TwoStageDetector
 from detseg.models.proposals.precomputed import PrecomputedProposals
-from detseg.structures import Batch
+from detseg.structures import Batch, Instances
 
-IMAGE = "image"
+REGIONS = "regions"  # the features key of the per-RoI vectors
 
 
 def context_boxes(boxes: Tensor, warp_size: int, padding: int) -> Tensor:
@@ -43,33 +43,51 @@ def crop_and_warp(images: Tensor, boxes: list[Tensor], warp_size: int, padding: 
     return roi_align(images, rois, (warp_size, warp_size), spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
 
-class WarpPooler(nn.Module):
-    """Regions -> backbone (per region, batched in chunks) -> global average pool of one feature."""
+class RegionVectors(nn.Module):
+    """R-CNN's pooler: the model has already run the backbone on every RoI's warped region, and the RoI
+    head reads those vectors, ``features[REGIONS]`` [R, C] in the RoIs' order, as pooled features."""
 
-    def __init__(self, backbone: nn.Module, feature: str, warp_size: int, padding: int, chunk_size: int):
+    def __init__(self, channels: int):
         super().__init__()
-        spec = backbone.output_spec()
-        if feature not in spec:
-            raise ValueError(f"model.roi.in_features names '{feature}', but the backbone gives {list(spec)}")
-        self.backbone, self.feature = backbone, feature
-        self.warp_size, self.padding, self.chunk_size = warp_size, padding, max(1, chunk_size)
-        self.flat_dim = spec[feature].channels
+        self.flat_dim = channels
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
-        regions = crop_and_warp(features[IMAGE], boxes, self.warp_size, self.padding)
-        if len(regions) == 0:
-            return regions.new_zeros((0, self.flat_dim))
-        out = [F.adaptive_avg_pool2d(self.backbone(chunk)[self.feature], 1).flatten(1)
-               for chunk in regions.split(self.chunk_size)]
-        return torch.cat(out)
+        return features[REGIONS]
 
 
 class RegionCNN(TwoStageDetector):
-    """No shared feature map: ``features`` is the normalised image; the RoI head's pooler runs the backbone."""
+    """No shared feature map: the model cuts each RoI out of the normalised image, warps it and runs its
+    backbone on it (``chunk_size`` regions per pass), then hands the pooled ``feature`` vectors to the RoI
+    head, whose pooler is a RegionVectors."""
 
-    def __init__(self, roi_heads: nn.Module, pixel_mean, pixel_std):
-        # the backbone lives in roi_heads.pooler (a WarpPooler): one copy of its weights
-        super().__init__(nn.Identity(), None, PrecomputedProposals(), roi_heads, pixel_mean, pixel_std, 1)
+    def __init__(self, backbone: nn.Module, roi_heads: nn.Module, pixel_mean, pixel_std, *, feature: str,
+                 warp_size: int, context_padding: int, chunk_size: int):
+        super().__init__(backbone, None, PrecomputedProposals(), roi_heads, pixel_mean, pixel_std, 1)
+        self.feature, self.warp_size, self.context_padding = feature, warp_size, context_padding
+        self.chunk_size = max(1, chunk_size)
+        self.region_channels = backbone.output_spec()[feature].channels
 
-    def features(self, batch: Batch) -> dict[str, Tensor]:
-        return {IMAGE: self.preprocess(batch)}
+    def region_features(self, images: Tensor, boxes: list[Tensor]) -> dict[str, Tensor]:
+        """Normalised images + per-image boxes -> ``{REGIONS: [R, C]}``, the backbone's pooled feature per box."""
+        regions = crop_and_warp(images, boxes, self.warp_size, self.context_padding)
+        if len(regions) == 0:
+            return {REGIONS: regions.new_zeros((0, self.region_channels))}
+        out = [F.adaptive_avg_pool2d(self.backbone(chunk)[self.feature], 1).flatten(1)
+               for chunk in regions.split(self.chunk_size)]
+        return {REGIONS: torch.cat(out)}
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        proposals, _ = self.proposal_generator({}, batch, with_loss=True)
+        rois, classes, targets, _ = self.roi_heads.sample(proposals, batch)
+        features = self.region_features(self.preprocess(batch), rois)
+        return self.roi_heads.box_loss(features, rois, classes, targets, batch)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[Instances]:
+        proposals, _ = self.proposal_generator({}, batch, with_loss=False)
+        features = self.region_features(self.preprocess(batch), proposals)
+        return self.roi_heads.predict(features, proposals, batch.image_sizes)
+
+    def loss_and_predict(self, batch: Batch) -> tuple[dict[str, Tensor], list[Instances]]:
+        """The loss's regions are the sampled RoIs, the predictions' all proposals: two backbone passes."""
+        return self.loss(batch), self.predict(batch)

@@ -32,15 +32,3 @@ class FPN(nn.Module):
         # torchvision names the extra level "pool"; give it its stride key
         return dict(zip(self._spec.keys(), outputs.values()))
 
-
-def build_neck(cfg, in_spec: dict[str, FeatureSpec], in_features: list[str]):
-    """cfg: ``model.neck``. Returns None for "none" so the detector reads the backbone directly."""
-    if cfg.name == "none":
-        return None
-    if cfg.name == "fpn":
-        return FPN(in_spec, in_features, cfg.out_channels, cfg.extra_pool)
-    if cfg.name == "ssd":
-        from detseg.models.necks.ssd_extra import SSDExtraLayers
-
-        return SSDExtraLayers(in_spec, in_features, cfg)
-    raise ValueError(f"model.neck.name must be 'none', 'fpn' or 'ssd', got '{cfg.name}'")

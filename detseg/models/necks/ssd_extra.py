@@ -1,6 +1,8 @@
 """SSD's neck: L2Norm on the finest backbone map and extra layers that keep halving the coarsest one."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,7 +54,7 @@ def _lite_norm(channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels, eps=0.001, momentum=0.03)
 
 
-_BLOCKS = {"vgg": vgg_extra_block, "lite": lite_extra_block}
+EXTRA_BLOCKS = {"vgg": vgg_extra_block, "lite": lite_extra_block}  # model.neck.extra_style
 
 
 class SSDExtraLayers(nn.Module):
@@ -60,24 +62,26 @@ class SSDExtraLayers(nn.Module):
     layer, each keyed by twice the previous stride (s32, s64, ...): the nominal stride, the maps of
     SSD300 being 10, 5, 3 and 1 cells wide."""
 
-    def __init__(self, in_spec: dict[str, FeatureSpec], in_features: list[str], cfg):
+    def __init__(self, in_spec: dict[str, FeatureSpec], in_features: list[str], *,
+                 block: Callable[[int, int, int], nn.Module], xavier_init: bool, l2norm_scale: float | None,
+                 extra_channels: list[int], extra_strides: list[int]):
+        """``block(in_channels, out_channels, stride)`` makes each extra layer (EXTRA_BLOCKS); ``xavier_init``:
+        Caffe SSD's initialisation, else SSDlite's N(0, 0.03); ``l2norm_scale`` None: no L2Norm."""
         super().__init__()
-        if cfg.extra_style not in _BLOCKS:
-            raise ValueError(f"model.neck.extra_style must be one of {list(_BLOCKS)}, got '{cfg.extra_style}'")
-        if len(cfg.extra_channels) != len(cfg.extra_strides):
+        if len(extra_channels) != len(extra_strides):
             raise ValueError("model.neck.extra_channels and model.neck.extra_strides need one entry per extra layer")
         self.in_features = sorted(in_features, key=lambda k: in_spec[k].stride)
         finest = in_spec[self.in_features[0]]
-        self.l2norm = L2Norm(finest.channels, cfg.l2norm_scale) if cfg.l2norm_scale is not None else None
+        self.l2norm = L2Norm(finest.channels, l2norm_scale) if l2norm_scale is not None else None
         self._spec = {k: in_spec[k] for k in self.in_features}
         channels, stride = in_spec[self.in_features[-1]].channels, in_spec[self.in_features[-1]].stride
         blocks = []
-        for out_channels, block_stride in zip(cfg.extra_channels, cfg.extra_strides):
-            blocks.append(_BLOCKS[cfg.extra_style](channels, out_channels, block_stride))
+        for out_channels, block_stride in zip(extra_channels, extra_strides):
+            blocks.append(block(channels, out_channels, block_stride))
             channels, stride = out_channels, stride * 2
             self._spec[stride_key(stride)] = FeatureSpec(channels, stride)
         self.extras = nn.ModuleList(blocks)
-        init_ssd_convs(self.extras, plain=cfg.extra_style == "vgg")
+        init_ssd_convs(self.extras, plain=xavier_init)
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)

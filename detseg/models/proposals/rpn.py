@@ -9,7 +9,8 @@ from torchvision.ops import Conv2dNormActivation, batched_nms, remove_small_boxe
 from detseg.models.layers.features import FeatureSpec
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.postprocess import clip_to_image_sizes, top_k_per_image
-from detseg.models.layers.matching import match_boxes, pad_boxes, sample_balanced
+from detseg.models.layers.matching import match_boxes, sample_balanced
+from detseg.models.layers.targets import padded_targets
 from detseg.models.proposals.anchors import AnchorGenerator
 from detseg.structures import Batch
 
@@ -40,25 +41,34 @@ class RPNHead(nn.Module):
 
 
 class RPN(nn.Module):
-    """Proposal source: ``forward(features, batch) -> (proposals per image, loss dict)``."""
+    """Proposal generator: ``forward(features, batch, with_loss) -> (proposals per image, loss dict)``.
 
-    def __init__(self, cfg, in_spec: dict[str, FeatureSpec]):
+    ``pre_nms_topk`` / ``post_nms_topk`` are (training, test) pairs; proposals are in the network input's
+    pixels, clipped to each image.
+    """
+
+    def __init__(self, in_spec: dict[str, FeatureSpec], in_features: list[str], *, anchor_sizes: list[list[float]],
+                 aspect_ratios: list[float], conv_depth: int, fg_iou_thresh: float, bg_iou_thresh: float,
+                 batch_size_per_image: int, positive_fraction: float, pre_nms_topk: tuple[int, int],
+                 post_nms_topk: tuple[int, int], nms_thresh: float, min_box_size: float, score_thresh: float,
+                 smooth_l1_beta: float):
         super().__init__()
-        self.cfg = cfg
-        self.in_features = list(cfg.in_features)
+        self.in_features = list(in_features)
         channels = {in_spec[k].channels for k in self.in_features}
         if len(channels) != 1:
             raise ValueError(f"model.rpn.in_features {self.in_features} have different channel counts {channels}")
         self.strides = [in_spec[k].stride for k in self.in_features]
-        if cfg.anchor_sizes == "auto":
-            raise ValueError("model.rpn.anchor_sizes is 'auto': it is derived from the training set when training "
-                             "starts and stored in the run's config.yaml; build the model from that config")
-        self.anchor_generator = AnchorGenerator(cfg.anchor_sizes, cfg.aspect_ratios)
+        self.anchor_generator = AnchorGenerator(anchor_sizes, aspect_ratios)
         counts = set(self.anchor_generator.num_anchors_per_location)
         if len(counts) != 1:
             raise ValueError("model.rpn.anchor_sizes must give every level the same number of sizes")
-        self.head = RPNHead(channels.pop(), counts.pop(), cfg.conv_depth)
+        self.head = RPNHead(channels.pop(), counts.pop(), conv_depth)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.fg_iou_thresh, self.bg_iou_thresh = fg_iou_thresh, bg_iou_thresh
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.pre_nms_topk, self.post_nms_topk = tuple(pre_nms_topk), tuple(post_nms_topk)
+        self.nms_thresh, self.min_box_size, self.score_thresh = nms_thresh, min_box_size, score_thresh
+        self.smooth_l1_beta = smooth_l1_beta
 
     def forward(self, features: dict[str, Tensor], batch: Batch, with_loss: bool):
         maps = [features[k] for k in self.in_features]
@@ -77,8 +87,8 @@ class RPN(nn.Module):
     def _select(self, deltas: Tensor, logits: Tensor, anchors: Tensor, level_sizes: list[int], image_sizes):
         """Top-k per level, decode only those, clip, drop tiny and low boxes, NMS per (image, level),
         top-k per image. Returns one [M_i, 4] tensor per image."""
-        pre_k = self.cfg.pre_nms_topk_train if self.training else self.cfg.pre_nms_topk_test
-        post_k = self.cfg.post_nms_topk_train if self.training else self.cfg.post_nms_topk_test
+        pre_k = self.pre_nms_topk[0 if self.training else 1]
+        post_k = self.post_nms_topk[0 if self.training else 1]
         num_images, num_levels = logits.shape[0], len(level_sizes)
         offsets = [0, *torch.tensor(level_sizes).cumsum(0).tolist()[:-1]]
         top_idx, levels = [], []
@@ -93,18 +103,18 @@ class RPN(nn.Module):
         image_idx = rows.expand_as(levels)
         boxes, scores, image_idx, levels = (t.flatten(0, 1) for t in (boxes, scores, image_idx, levels))
         boxes = clip_to_image_sizes(boxes, image_idx, image_sizes)
-        keep = remove_small_boxes(boxes, self.cfg.min_box_size)
-        keep = keep[scores[keep] >= self.cfg.score_thresh]
-        keep = keep[batched_nms(boxes[keep], scores[keep], (image_idx * num_levels + levels)[keep], self.cfg.nms_thresh)]
+        keep = remove_small_boxes(boxes, self.min_box_size)
+        keep = keep[scores[keep] >= self.score_thresh]
+        keep = keep[batched_nms(boxes[keep], scores[keep], (image_idx * num_levels + levels)[keep], self.nms_thresh)]
         keep_top, counts = top_k_per_image(image_idx[keep], num_images, post_k)
         return list(boxes[keep][keep_top].split(counts))
 
     def _loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor, batch: Batch) -> dict[str, Tensor]:
-        gt, gt_valid = pad_boxes([b[~c] for b, c in zip(batch.boxes, batch.iscrowd)])
+        gt, gt_valid, _ = padded_targets(batch)
         matched, labels = match_boxes(
-            anchors, gt, gt_valid, self.cfg.fg_iou_thresh, self.cfg.bg_iou_thresh, allow_low_quality=True
+            anchors, gt, gt_valid, self.fg_iou_thresh, self.bg_iou_thresh, allow_low_quality=True
         )
-        sampled = sample_balanced(labels, self.cfg.batch_size_per_image, self.cfg.positive_fraction)
+        sampled = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
         positive = sampled & (labels > 0)
         num_sampled = sampled.sum().clamp(min=1)
         objectness = F.binary_cross_entropy_with_logits(
@@ -113,6 +123,6 @@ class RPN(nn.Module):
         rows = torch.arange(gt.shape[0], device=gt.device)[:, None]
         matched_gt = gt[rows, matched][positive]
         targets = self.box_coder.encode(matched_gt, anchors.expand(gt.shape[0], -1, -1)[positive])
-        box = F.smooth_l1_loss(deltas[positive], targets, beta=self.cfg.smooth_l1_beta, reduction="sum")
+        box = F.smooth_l1_loss(deltas[positive], targets, beta=self.smooth_l1_beta, reduction="sum")
         return {"loss_rpn_cls": objectness / num_sampled, "loss_rpn_box": box / num_sampled}
 

@@ -1,5 +1,6 @@
 """Mask R-CNN's RoI heads: the box heads plus a mask branch on the positive RoIs (training) or on the
-final detections (inference). Masks leave as bool [N, H, W] in the original image's pixels."""
+final detections (inference). Detections leave in the network input's pixels, ``Instances.masks``
+holding each one's M x M own-class mask probabilities over its box (the meta-architecture pastes them)."""
 from __future__ import annotations
 
 import torch
@@ -7,26 +8,22 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from detseg.models.layers.features import FeatureSpec
+from detseg.models.roi.box_head import BoxHead
 from detseg.models.roi.mask_head import MaskHead
-from detseg.models.roi.mask_paste import paste_masks
 from detseg.models.roi.poolers import RoIAlignPooler
 from detseg.models.roi.roi_heads import RoIHeads
 from detseg.structures import Batch, Instances
 
 
 class MaskRoIHeads(RoIHeads):
-    def __init__(self, cfg, mask_cfg, in_spec: dict[str, FeatureSpec], num_classes: int):
-        super().__init__(cfg, in_spec, num_classes)
-        in_features = list(mask_cfg.in_features or cfg.in_features)
-        channels = {in_spec[k].channels for k in in_features}
-        if len(channels) != 1:
-            raise ValueError(f"model.mask.in_features {in_features} have different channel counts {channels}")
-        strides = [in_spec[k].stride for k in in_features]
-        self.mask_pooler = RoIAlignPooler(in_features, strides, mask_cfg.pooler_resolution, mask_cfg.sampling_ratio)
-        self.mask_head = MaskHead(channels.pop(), list(mask_cfg.conv_dims), num_classes)
-        self.mask_size = 2 * mask_cfg.pooler_resolution
-        self.mask_threshold = mask_cfg.threshold
+    """``mask_pooler`` feeds a MaskHead of ``mask_conv_dims`` on ``mask_channels``; the rest as RoIHeads."""
+
+    def __init__(self, pooler, box_head: BoxHead, num_classes: int, *, mask_pooler: RoIAlignPooler,
+                 mask_channels: int, mask_conv_dims: list[int], **box_options):
+        super().__init__(pooler, box_head, num_classes, **box_options)
+        self.mask_pooler = mask_pooler
+        self.mask_head = MaskHead(mask_channels, list(mask_conv_dims), num_classes)
+        self.mask_size = 2 * mask_pooler.resolution
 
     def loss(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         rois, classes, targets, matched = self.sample(proposals, batch)
@@ -69,22 +66,22 @@ class MaskRoIHeads(RoIHeads):
         return torch.cat(targets)
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], proposals: list[Tensor], batch: Batch) -> list[Instances]:
-        logits, deltas = self(features, proposals, batch)
-        detections = self.detections(logits, deltas, proposals, batch)
-        instances = self.to_instances(detections, batch)
-        probs = self.mask_probabilities(features, detections, batch)
-        for i, (inst, image_probs) in enumerate(zip(instances, probs)):
-            inst.masks = paste_masks(image_probs, inst.boxes, batch.orig_sizes[i], self.mask_threshold)
+    def predict(self, features: dict[str, Tensor], proposals: list[Tensor],
+                image_sizes: list[tuple[int, int]]) -> list[Instances]:
+        logits, deltas = self(features, proposals, image_sizes)
+        instances = self.detections(logits, deltas, proposals, image_sizes)
+        for inst, probs in zip(instances, self.mask_probabilities(features, instances, image_sizes)):
+            inst.masks = probs
         return instances
 
-    def mask_probabilities(self, features: dict[str, Tensor], detections, batch: Batch) -> list[Tensor]:
+    def mask_probabilities(self, features: dict[str, Tensor], instances: list[Instances],
+                           image_sizes: list[tuple[int, int]]) -> list[Tensor]:
         """Sigmoid of each detection's own-class mask logits, [N_i, M, M] per image."""
-        boxes = [d[0] for d in detections]
-        labels = torch.cat([d[2] for d in detections])
+        boxes = [inst.boxes for inst in instances]
+        labels = torch.cat([inst.labels for inst in instances])
         if len(labels) == 0:
             empty = boxes[0].new_zeros((0, self.mask_size, self.mask_size))
-            return [empty for _ in detections]
-        logits = self.mask_head(self.mask_pooler(features, boxes, batch.image_sizes))
+            return [empty for _ in instances]
+        logits = self.mask_head(self.mask_pooler(features, boxes, image_sizes))
         probs = logits[torch.arange(len(labels), device=labels.device), labels + 1].sigmoid()
         return list(probs.split([len(b) for b in boxes]))

@@ -117,29 +117,3 @@ def scale_key(name: str, index: int) -> str:
     """Feature dict key of map ``name`` computed at the ``index``-th multi-scale test factor."""
     return f"{name}@{index}"
 
-
-def build_pooler(cfg, in_spec: dict[str, FeatureSpec]) -> nn.Module:
-    """cfg: ``model.roi``."""
-    _check_pool_upsample(cfg)
-    if cfg.pooler == "roi_align":
-        strides = [in_spec[k].stride for k in cfg.in_features]
-        return RoIAlignPooler(list(cfg.in_features), strides, cfg.pooler_resolution, cfg.sampling_ratio)
-    if cfg.pooler == "roi_pool":
-        if len(cfg.in_features) != 1:
-            raise ValueError("model.roi.pooler 'roi_pool' reads one feature map; set model.roi.in_features to one")
-        name = cfg.in_features[0]
-        return RoIPoolPooler(name, in_spec[name].stride, cfg.pooler_resolution, cfg.pool_upsample)
-    if cfg.pooler == "spp":
-        if len(cfg.in_features) != 1:
-            raise ValueError("model.roi.pooler 'spp' reads one feature map; set model.roi.in_features to one")
-        name = cfg.in_features[0]
-        return SPPPooler(name, in_spec[name].stride, cfg.spp_levels, in_spec[name].channels,
-                         cfg.spp_test_scales, cfg.spp_canonical_size)
-    raise ValueError(f"model.roi.pooler must be 'roi_align', 'roi_pool' or 'spp', got '{cfg.pooler}'")
-
-
-def _check_pool_upsample(cfg) -> None:
-    if not isinstance(cfg.pool_upsample, int) or cfg.pool_upsample < 1:
-        raise ValueError(f"model.roi.pool_upsample must be a whole factor >= 1, got {cfg.pool_upsample!r}")
-    if cfg.pool_upsample != 1 and cfg.pooler != "roi_pool":
-        raise ValueError(f"model.roi.pool_upsample is for pooler 'roi_pool', not '{cfg.pooler}'; leave it at 1")

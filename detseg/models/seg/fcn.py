@@ -1,8 +1,8 @@
 """FCN heads: Long et al.'s skip architecture (32s/16s/8s) and torchvision's FCNHead.
 
-Both map backbone features to logits over the padded input, ``[B, num_classes + 1, Hp, Wp]``;
-loss and prediction are shared (detseg.models.seg.sem_seg). Heads are sized from the
-backbone's output_spec only.
+Both map backbone features to logits over the padded input, ``[B, num_classes + 1, Hp, Wp]``; the loss
+is shared (detseg.models.seg.sem_seg), the Segmentor maps the logits to label maps. Heads are sized
+from the backbone's output_spec only.
 """
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.models.layers.features import FeatureSpec
-from detseg.models.seg.sem_seg import semantic_loss, semantic_predict
+from detseg.models.seg.sem_seg import semantic_loss
 from detseg.structures import Batch
 
-SKIP_VARIANTS = {"32s": 1, "16s": 2, "8s": 3}  # how many of in_features (deepest first) are read
 
 
 def bilinear_kernel(channels: int, factor: int) -> Tensor:
@@ -71,23 +70,25 @@ class FCNSkipHead(nn.Module):
     score of the next shallower map; a final upsampling (fixed bilinear as in the paper, or learned
     with ``learn_final_upsampling``) reaches the input resolution."""
 
-    def __init__(self, cfg, spec: dict[str, FeatureSpec], num_classes: int):
+    def __init__(self, spec: dict[str, FeatureSpec], in_features: list[str], num_classes: int, *,
+                 fc_dims: list[int], fc_kernel: int, dropout: float, learn_final_upsampling: bool,
+                 hard_pixel_fraction: float | None):
         super().__init__()
-        self.in_features = list(cfg.in_features[: SKIP_VARIANTS[cfg.variant]])
+        self.in_features = list(in_features)
         strides = [spec[name].stride for name in self.in_features]
         if any(deep < shallow or deep % shallow for deep, shallow in zip(strides, strides[1:])):
             raise ValueError(f"model.fcn.in_features {self.in_features} must go from the deepest map to the "
                              f"shallowest, each stride a multiple of the next; their strides are {strides}")
         channels = num_classes + 1
-        self.fc, top_channels = _fc_layers(spec[self.in_features[0]].channels, cfg.fc_dims, cfg.fc_kernel, cfg.dropout)
+        self.fc, top_channels = _fc_layers(spec[self.in_features[0]].channels, fc_dims, fc_kernel, dropout)
         in_channels = [top_channels] + [spec[name].channels for name in self.in_features[1:]]
         self.scores = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         for skip in self.scores[1:]:  # the paper zero-initialises new skip scores: training starts from 32s
             nn.init.zeros_(skip.weight)
             nn.init.zeros_(skip.bias)
         self.ups = nn.ModuleList(_upsample(channels, deep // shallow) for deep, shallow in zip(strides, strides[1:]))
-        self.final_up = _upsample(channels, strides[-1], learned=cfg.learn_final_upsampling)
-        self.hard_fraction = cfg.hard_pixel_fraction
+        self.final_up = _upsample(channels, strides[-1], learned=learn_final_upsampling)
+        self.hard_fraction = hard_pixel_fraction
 
     def forward(self, features: dict[str, Tensor], out_hw: tuple[int, int]) -> Tensor:
         logits = self.scores[0](self.fc(features[self.in_features[0]]))
@@ -98,9 +99,6 @@ class FCNSkipHead(nn.Module):
 
     def loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
         return semantic_loss(logits, batch, "fcn", hard_fraction=self.hard_fraction)
-
-    def predict(self, logits: Tensor, batch: Batch) -> list[Tensor]:
-        return semantic_predict(logits, batch)
 
 
 class InterpolationHead(nn.Module):
@@ -125,9 +123,6 @@ class InterpolationHead(nn.Module):
     def loss(self, logits: Tensor, batch: Batch) -> dict[str, Tensor]:
         return semantic_loss(logits, batch, self.name, self.loss_weight)
 
-    def predict(self, logits: Tensor, batch: Batch) -> list[Tensor]:
-        return semantic_predict(logits, batch)
-
 
 def _upsample(channels: int, factor: int, learned: bool = True) -> nn.Module:
     if factor == 1:
@@ -143,14 +138,3 @@ def _fit(x: Tensor, hw) -> Tensor:
         x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
     return x
 
-
-def build_fcn_heads(cfg, spec: dict[str, FeatureSpec], num_classes: int) -> tuple[nn.Module, nn.Module | None]:
-    """(main head, aux head or None) from ``model.fcn``."""
-    if cfg.variant == "torchvision":
-        head = InterpolationHead(cfg.in_features[0], spec, num_classes)
-    elif cfg.variant in SKIP_VARIANTS:
-        head = FCNSkipHead(cfg, spec, num_classes)
-    else:
-        raise ValueError(f"model.fcn.variant must be one of {[*SKIP_VARIANTS, 'torchvision']}, got '{cfg.variant}'")
-    aux = InterpolationHead(cfg.aux_in_feature, spec, num_classes, "aux", cfg.aux_weight) if cfg.aux_loss else None
-    return head, aux

@@ -1,4 +1,4 @@
-"""What every semantic head shares: the per-pixel loss and the per-image label maps.
+"""What every semantic head shares: the per-pixel loss (label maps: detseg.models.layers.postprocess).
 
 Logits cover the padded input (``[B, C, Hp, Wp]``, C = num_classes + 1, channel 0 = background).
 Targets are ``batch.sem_seg`` (int64 [B, H, W], 0 = background, c + 1 = class c, 255 = ignore),
@@ -44,15 +44,3 @@ def _hardest_pixels_loss(logits: Tensor, target: Tensor, fraction: float) -> Ten
     if labelled == 0:
         return per_pixel.sum() * 0.0  # keeps the graph connected for DDP
     return per_pixel.topk(keep, sorted=False).values.mean()
-
-
-def semantic_predict(logits: Tensor, batch: Batch) -> list[Tensor]:
-    """Per image: int64 [h, w] label map at the image's original size (padding cropped first)."""
-    maps = []
-    for image_logits, (h, w), orig in zip(logits, batch.image_sizes, batch.orig_sizes):
-        image_logits = image_logits[None, :, :h, :w]
-        if (h, w) != tuple(orig):
-            # logits, not labels, are interpolated so class borders fall between pixels smoothly
-            image_logits = F.interpolate(image_logits, size=tuple(orig), mode="bilinear", align_corners=False)
-        maps.append(image_logits[0].argmax(0))
-    return maps

@@ -1,4 +1,4 @@
-"""Ground truth of a batch as padded tensors, the form the dense heads' batched losses read."""
+"""Ground truth of a batch as padded tensors, the form every batched matcher and loss reads."""
 from __future__ import annotations
 
 import torch
