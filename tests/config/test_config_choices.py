@@ -147,7 +147,7 @@ def test_data_choices_are_the_data_registries():
 def test_engine_choices_are_the_engine_options():
     from detseg.engine.optim import LrSchedule, build_optimizer
     from detseg.engine.precision import amp_dtype
-    from detseg.engine.trainer import NONFINITE_POLICIES
+    from detseg.engine.nonfinite import NONFINITE_POLICIES
     from detseg.utils.distributed import select_device
 
     for name in typing.get_args(schema.Optimizer):
@@ -162,22 +162,16 @@ def test_engine_choices_are_the_engine_options():
     assert all(setting in _error(lambda: amp_dtype("int4", "cpu")) for setting in amp_choices)
 
 
-def test_model_part_choices_are_named_by_their_builders():
-    """The builders behind an if chain name their options when refusing an unknown one."""
-    from detseg.models.backbones.base import norm_layer_factory
-    from detseg.models.dense.ssd_head import SSDHead
-    from detseg.models.necks.fpn import build_neck
-    from detseg.models.necks.ssd_extra import SSDExtraLayers
-    from detseg.models.roi.poolers import build_pooler
-    from detseg.models.seg.fcn import SKIP_VARIANTS
+def test_model_part_choices_are_the_registries_names():
+    """Each closed choice of a model part is exactly the names of the dict its builder looks up."""
+    from detseg.models.backbones.base import NORM_LAYERS
+    from detseg.models.build import FCN_HEADS, NECKS, POOLERS, choose
+    from detseg.models.dense.ssd_head import SSD_PREDICTORS
+    from detseg.models.necks.ssd_extra import EXTRA_BLOCKS
 
-    unknown = {
-        schema.Norm: _error(lambda: norm_layer_factory("x")),
-        schema.NeckName: _error(lambda: build_neck(schema.NeckConfig(name="x"), {}, [])),
-        schema.Pooler: _error(lambda: build_pooler(schema.RoIConfig(pooler="x"), {})),
-        schema.ExtraStyle: _error(lambda: SSDExtraLayers({}, [], schema.NeckConfig(extra_style="x"))),
-        schema.SSDPredictor: _error(lambda: SSDHead(schema.SSDConfig(head="x"), {}, 3)),
-    }
-    for choice, message in unknown.items():
-        assert all(name in message for name in typing.get_args(choice)), message
-    assert set(typing.get_args(schema.FCNVariant)) == {*SKIP_VARIANTS, "torchvision"}
+    registries = {schema.Norm: NORM_LAYERS, schema.NeckName: NECKS, schema.Pooler: POOLERS,
+                  schema.ExtraStyle: EXTRA_BLOCKS, schema.SSDPredictor: SSD_PREDICTORS, schema.FCNVariant: FCN_HEADS}
+    for choice, registry in registries.items():
+        assert set(typing.get_args(choice)) == set(registry)
+    message = _error(lambda: choose(POOLERS, "model.roi.pooler", "roi_allign"))
+    assert "model.roi.pooler" in message and all(name in message for name in POOLERS)

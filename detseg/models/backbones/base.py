@@ -24,15 +24,18 @@ class Backbone(nn.Module):
         them (YOLO on s16 need not run ResNet's layer4). The default computes everything."""
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+
+
+NORM_LAYERS = {"bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d, "gn": _group_norm}  # model.backbone.norm
+
+
 def norm_layer_factory(norm: str):
     """Normalisation choices shared by every backbone; named in ``model.backbone.norm``."""
-    if norm == "bn":
-        return nn.BatchNorm2d
-    if norm == "frozen_bn":
-        return FrozenBatchNorm2d
-    if norm == "gn":
-        return lambda channels: nn.GroupNorm(min(32, channels // 4) or 1, channels)
-    raise ValueError(f"model.backbone.norm must be one of bn, frozen_bn, gn; got '{norm}'")
+    if norm not in NORM_LAYERS:
+        raise ValueError(f"model.backbone.norm must be one of {', '.join(NORM_LAYERS)}; got '{norm}'")
+    return NORM_LAYERS[norm]
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
