@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from eval_batches import batch_of
 from eval_coco_fixtures import CATEGORY_IDS, CLASS_NAMES, make_coco_gt, mixed_predictions
 
 from detseg.evaluation import CocoEvaluator, gather_results
@@ -17,7 +18,7 @@ RANK_IMAGES = {0: [1, 2], 1: [3, 4, 2]}
 def _coco_evaluate(image_ids):
     predictions = mixed_predictions()
     evaluator = CocoEvaluator(make_coco_gt(), CATEGORY_IDS, CLASS_NAMES, ("bbox", "segm"))
-    evaluator.process(image_ids, [predictions[i] for i in image_ids])
+    evaluator.process(batch_of(image_ids), [predictions[i] for i in image_ids])
     return evaluator.evaluate(), evaluator.results
 
 
