@@ -12,7 +12,7 @@ from detseg.data.dense_transforms import build_dense_transforms, uses_dense_tran
 from detseg.data.transforms import build_transforms
 from detseg.engine import precision
 from detseg.engine.compile import compile_for_inference
-from detseg.app.pipeline import device_for, load_trained_model
+from detseg.app.model_loading import device_for, load_trained_model
 from detseg.structures import Instances
 
 
