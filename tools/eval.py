@@ -14,7 +14,8 @@ from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.engine.compile import compile_for_inference
 from detseg.evaluation.table import format_metrics_table
-from detseg.app.pipeline import device_for, evaluate, load_trained_model
+from detseg.app.evaluate import evaluate
+from detseg.app.model_loading import device_for, load_trained_model
 from detseg.reports.run import write_plots
 
 

@@ -6,7 +6,9 @@ from detseg.engine import precision
 from detseg.engine.run_folder import prepare_run_folder
 from detseg.engine.trainer import Trainer
 from detseg.models.build import trains_on_masks
-from detseg.app.pipeline import build_model_for, device_for, evaluate, train_loader_factory
+from detseg.app.evaluate import evaluate
+from detseg.app.loaders import train_loader_factory
+from detseg.app.model_loading import build_model_for, device_for, settle_model_labels
 from detseg.data.build import build_dataset
 from detseg.data.proposals import wrap_with_proposals
 from detseg.data.check import require_clean_data
@@ -45,12 +47,8 @@ def main() -> int:
                if (cfg.data.val.ann_file or cfg.data.val.root) else None)
     train_set = wrap_with_proposals(cfg, train_set, "train")  # precomputed proposals (fast_rcnn, sppnet, rcnn)
     val_set = wrap_with_proposals(cfg, val_set, "val") if val_set is not None else None
-    # written into config.yaml and the checkpoints so eval/infer need no training data
-    if cfg.model.num_classes is None:
-        cfg.model.num_classes = len(train_set.category_ids)
-    if cfg.model.class_names is None:
-        cfg.model.class_names = list(train_set.class_names)
-    model = build_model_for(cfg, train_set)
+    settle_model_labels(cfg, train_set)  # into config.yaml and the checkpoints: eval/infer need no training data
+    model = build_model_for(cfg)
     device = device_for(cfg)
     if is_main_process():
         print(start_summary(cfg, train_set, val_set, device))

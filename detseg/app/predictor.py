@@ -12,7 +12,8 @@ from detseg.data.dense_transforms import build_dense_transforms, uses_dense_tran
 from detseg.data.transforms import build_transforms
 from detseg.engine import precision
 from detseg.engine.compile import compile_for_inference
-from detseg.app.pipeline import device_for, load_trained_model
+from detseg.app.model_loading import device_for, load_trained_model
+from detseg.app.task import model_task
 from detseg.structures import Instances
 
 
@@ -28,7 +29,7 @@ class Predictor:
         self.model, self.cfg = load_trained_model(cfg, checkpoint, self.device)
         if self.cfg.test.compile:
             compile_for_inference(self.model)
-        self.task = getattr(self.model, "task", "detection")
+        self.task = model_task(self.model)
         if self.task == "classification":
             raise ValueError(f"{checkpoint} is an image classifier (arch classifier): the Predictor and "
                              "tools/infer.py draw detections or label maps; score it with tools/eval.py")

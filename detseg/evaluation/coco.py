@@ -30,6 +30,7 @@ from torch import Tensor
 
 from detseg.evaluation.confusion import IOU_THRESH, SCORE_THRESH, DetectionConfusion, confusion_from_coco
 from detseg.evaluation.distributed import gather_results, is_main_process
+from detseg.structures.batch import Batch
 from detseg.structures.boxes import xyxy_to_xywh
 from detseg.structures.instances import Instances
 from detseg.utils import json_text
@@ -93,7 +94,8 @@ def _percent(value: float) -> float:
 
 
 class CocoEvaluator:
-    """Accumulates predictions with ``process`` and scores them with ``evaluate``."""
+    """Accumulates predictions with ``process`` and scores them with ``evaluate`` (an Evaluator, see
+    detseg.evaluation.protocol; the ground truth is ``coco_gt``)."""
 
     def __init__(
         self,
@@ -122,9 +124,10 @@ class CocoEvaluator:
         self._per_image: dict[int, list[dict]] = {}
         self._precision: dict[str, tuple] = {}  # iou type -> COCOeval.eval["precision"] and its axes
 
-    def process(self, image_ids: list[int], predictions: list[Instances]) -> None:
+    def process(self, batch: Batch, predictions: list[Instances]) -> None:
+        """The predictions of ``batch.image_ids`` (see detseg.evaluation.protocol)."""
         with_masks = "segm" in self.iou_types
-        for image_id, instances in zip(image_ids, predictions, strict=True):
+        for image_id, instances in zip(batch.image_ids, predictions, strict=True):
             image_id = int(image_id)
             self._per_image[image_id] = instances_to_coco_results(
                 image_id, instances, self._category_lut, with_masks

@@ -11,21 +11,30 @@ Conventions (those of detectron2's SemSegEvaluator):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from detseg.evaluation.distributed import gather_results, is_main_process
+from detseg.structures.batch import Batch
 
 IGNORE = 255
 
 
 class SemSegEvaluator:
-    """``process(predictions, ground_truths)`` per batch, then ``evaluate()``."""
+    """Accumulates a pixel confusion matrix with ``process``, scores it with ``evaluate`` (an Evaluator,
+    see detseg.evaluation.protocol).
 
-    def __init__(self, class_names: list[str], ignore_index: int = IGNORE):
+    ``label_map_of(image_id)``: that image's ground-truth label map at the predictions' size (the stored,
+    full-size one), 0 = background, c + 1 = class c, ``ignore_index`` = not counted.
+    """
+
+    def __init__(self, class_names: list[str], label_map_of: Callable[[int], np.ndarray],
+                 ignore_index: int = IGNORE):
         self.class_names = list(class_names)  # index 0 is background
+        self.label_map_of = label_map_of
         self.ignore_index = ignore_index
         self.reset()
 
@@ -33,10 +42,10 @@ class SemSegEvaluator:
         n = len(self.class_names)
         self.confusion = torch.zeros(n, n, dtype=torch.int64)  # [ground truth, prediction]
 
-    def process(self, predictions: list[Tensor], ground_truths: list) -> None:
+    def process(self, batch: Batch, predictions: list[Tensor]) -> None:
         n = len(self.class_names)
-        for pred, gt in zip(predictions, ground_truths, strict=True):
-            gt = torch.as_tensor(np.asarray(gt)).long()
+        for image_id, pred in zip(batch.image_ids, predictions, strict=True):
+            gt = torch.as_tensor(np.asarray(self.label_map_of(image_id))).long()
             pred = pred.detach().to("cpu").long()
             if pred.shape != gt.shape:
                 raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in size")
@@ -46,12 +55,13 @@ class SemSegEvaluator:
             pairs = gt[keep] * n + pred[keep]
             self.confusion += torch.bincount(pairs, minlength=n * n).view(n, n)
 
-    def evaluate(self) -> dict[str, float]:
-        """``{"mIoU", "fwIoU", "mACC", "pACC", "IoU-<class>"..., "ACC-<class>"...}`` on rank 0, {} elsewhere."""
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """``{"sem_seg": {"mIoU", "fwIoU", "mACC", "pACC", "IoU-<class>"..., "ACC-<class>"...}}`` on rank 0,
+        {} elsewhere."""
         matrices = gather_results([self.confusion])
         if not is_main_process():
             return {}
-        return confusion_metrics(sum(matrices).double().numpy(), self.class_names)
+        return {"sem_seg": confusion_metrics(sum(matrices).double().numpy(), self.class_names)}
 
 
 def confusion_metrics(confusion: np.ndarray, class_names: list[str]) -> dict[str, float]:

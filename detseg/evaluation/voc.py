@@ -22,6 +22,7 @@ arbitrary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from detseg.evaluation.distributed import gather_results, is_main_process
+from detseg.structures.batch import Batch
 from detseg.structures.instances import Instances
 
 # The devkit's thresholds are np.arange(0, 1.1, 0.1), whose fourth value is 0.30000000000000004,
@@ -84,10 +86,16 @@ def match_image(
 
 
 class VocEvaluator:
-    """Accumulates per-image matches with ``process`` and turns them into AP with ``evaluate``."""
+    """Accumulates per-image matches with ``process`` and turns them into AP with ``evaluate`` (an
+    Evaluator, see detseg.evaluation.protocol).
 
-    def __init__(self, class_names: list[str], iou_threshold: float = 0.5):
+    ``annotation_of(image_id)``: that image's ground truth, ``boxes`` float [N, 4] xyxy, ``labels``
+    int64 [N], ``difficult`` bool [N] (tensors or arrays).
+    """
+
+    def __init__(self, class_names: list[str], annotation_of: Callable[[int], dict], iou_threshold: float = 0.5):
         self.class_names = list(class_names)
+        self.annotation_of = annotation_of
         self.iou_threshold = iou_threshold
         self.reset()
 
@@ -96,9 +104,9 @@ class VocEvaluator:
         # sample repeated by a distributed sampler counts once.
         self._per_image: dict[int, tuple[Tensor, ...]] = {}
 
-    def process(self, image_ids: list[int], predictions: list[Instances], ground_truths: list[dict]) -> None:
-        """``ground_truths[i]``: ``boxes`` float [N, 4] xyxy, ``labels`` int64 [N], ``difficult`` bool [N]."""
-        for image_id, pred, gt in zip(image_ids, predictions, ground_truths, strict=True):
+    def process(self, batch: Batch, predictions: list[Instances]) -> None:
+        for image_id, pred in zip(batch.image_ids, predictions, strict=True):
+            gt = self.annotation_of(image_id)
             pred = Instances(pred.boxes.detach().cpu(), pred.scores.detach().cpu(), pred.labels.detach().cpu())
             labels = torch.as_tensor(gt["labels"]).long().cpu()
             difficult = torch.as_tensor(gt["difficult"]).bool().cpu()

@@ -1,8 +1,10 @@
-"""A tiny synthetic COCO set (non-contiguous ids, a crowd region, an image without gt) and predictions."""
+"""A tiny synthetic COCO set (non-contiguous ids, a crowd region, an image without gt) and predictions;
+the same ground truth as VOC annotations (crowd as difficult) and as a stand-in detection dataset."""
 from __future__ import annotations
 
 import contextlib
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -87,3 +89,17 @@ def mixed_predictions() -> dict[int, Instances]:
         4: make_instances(4, [[0, 0, 200, 150], [212, 208 + j, 250, 262], [5, 10, 180, 160]],
                           [0.9, 0.6, 0.55], [0, 2, 0]),
     }
+
+
+def voc_annotation(image_id: int) -> dict:
+    """``GT_OBJECTS`` of one image as a VOC dataset's ``get_annotation`` gives them (crowd as difficult)."""
+    objects = [o for o in GT_OBJECTS if o[0] == image_id]
+    return {"boxes": torch.tensor([[x, y, x + w, y + h] for _, _, (x, y, w, h), _ in objects]).reshape(-1, 4).float(),
+            "labels": torch.tensor([CATEGORY_IDS.index(c) for _, c, _, _ in objects], dtype=torch.int64),
+            "difficult": torch.tensor([bool(crowd) for *_, crowd in objects], dtype=torch.bool)}
+
+
+def detection_dataset() -> SimpleNamespace:
+    """What evaluation reads of a detection dataset: the COCO ground truth, label space and VOC annotations."""
+    return SimpleNamespace(coco=make_coco_gt(), category_ids=CATEGORY_IDS, class_names=CLASS_NAMES,
+                           get_annotation=voc_annotation)

@@ -11,6 +11,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
+from eval_batches import batch_of
 from eval_coco_fixtures import CATEGORY_IDS, CLASS_NAMES, make_coco_gt, mixed_predictions, perfect_predictions
 from pycocotools.cocoeval import COCOeval
 
@@ -34,7 +35,7 @@ BACKENDS = [
 
 def run_evaluator(coco_gt, predictions: dict, iou_types=("bbox",), backend="pycocotools") -> CocoEvaluator:
     evaluator = CocoEvaluator(coco_gt, CATEGORY_IDS, CLASS_NAMES, iou_types, backend)
-    evaluator.process(list(predictions), list(predictions.values()))
+    evaluator.process(batch_of(list(predictions)), list(predictions.values()))
     return evaluator
 
 
@@ -128,7 +129,7 @@ def test_conversion_maps_ids_and_keeps_precision(coco_gt):
     mask[0, 21:40, 10:30] = 1
     instances = Instances(torch.tensor([box]), torch.tensor([0.5]), torch.tensor([1]), mask)
     evaluator = CocoEvaluator(coco_gt, CATEGORY_IDS, iou_types=("bbox", "segm"))
-    evaluator.process([1], [instances])
+    evaluator.process(batch_of([1]), [instances])
     (result,) = evaluator.results
     assert result["category_id"] == 5 and result["image_id"] == 1 and result["score"] == 0.5
     assert result["bbox"] == [10.25, 20.5, 19.875, 19.5]
@@ -141,7 +142,7 @@ def test_reprocessed_image_counts_once_and_reset(coco_gt):
     predictions = mixed_predictions()
     evaluator = run_evaluator(coco_gt, predictions)
     once = evaluator.evaluate()
-    evaluator.process([2], [predictions[2]])  # e.g. a distributed sampler's padding
+    evaluator.process(batch_of([2]), [predictions[2]])  # e.g. a distributed sampler's padding
     np.testing.assert_array_equal(list(evaluator.evaluate()["bbox"].values()), list(once["bbox"].values()))
     evaluator.reset()
     assert evaluator.results == []
@@ -157,7 +158,7 @@ def test_label_space_wider_than_ground_truth(coco_gt):
         for image_id, p in predictions.items()
     }
     wide = CocoEvaluator(coco_gt, wide_ids)
-    wide.process(list(remapped), list(remapped.values()))
+    wide.process(batch_of(list(remapped)), list(remapped.values()))
     narrow = run_evaluator(coco_gt, predictions)
     assert wide.evaluate()["bbox"]["AP"] == narrow.evaluate()["bbox"]["AP"]
 
@@ -170,7 +171,7 @@ def test_invalid_arguments(coco_gt):
     evaluator = CocoEvaluator(coco_gt, CATEGORY_IDS, iou_types=("segm",))
     no_masks = Instances(torch.tensor([[0.0, 0, 5, 5]]), torch.tensor([0.5]), torch.tensor([0]))
     with pytest.raises(ValueError, match="masks"):
-        evaluator.process([1], [no_masks])
+        evaluator.process(batch_of([1]), [no_masks])
 
 
 def test_format_metrics_table(coco_gt):

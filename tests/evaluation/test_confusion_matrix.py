@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from eval_batches import batch_of
 from pycocotools.coco import COCO
 
 from detseg.evaluation.confusion import DetectionConfusion, confusion_from_coco, match_boxes
@@ -100,8 +101,9 @@ def test_coco_evaluator_gives_confusion_pr_curves_and_per_class_ap50():
     gt.createIndex()
     evaluator = CocoEvaluator(gt, [1, 2, 3], ["cat", "dog", "bird"])
     # the cat found exactly; the dog at IoU 0.64 (counts at 0.5, not at 0.75 and above)
-    evaluator.process([1], [Instances(boxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 32.8, 40.]]),
-                                      scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))])
+    found = Instances(boxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 32.8, 40.]]),
+                      scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))
+    evaluator.process(batch_of([1]), [found])
     metrics = evaluator.evaluate()["bbox"]
     assert metrics["AP50-cat"] == pytest.approx(100.0) and metrics["AP50-dog"] == pytest.approx(100.0)
     assert metrics["AP-cat"] == pytest.approx(100.0) and metrics["AP-dog"] == pytest.approx(30.0)  # 0.5..0.6 of 10

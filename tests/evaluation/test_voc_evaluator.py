@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from eval_batches import batch_of
 from torchvision.ops import box_iou
 
 from detseg.evaluation import VocEvaluator, format_metrics_table, voc_ap
@@ -103,14 +104,17 @@ def random_dataset(seed, num_images=40, num_classes=3):
 
 
 def evaluate_ours(gts, dets, class_names, iou_threshold=0.5):
-    evaluator = VocEvaluator(class_names, iou_threshold)
-    for image, objs in gts.items():
+    annotations = {
+        image: {"boxes": to_xyxy([o[1] for o in objs]), "labels": torch.tensor([o[0] for o in objs], dtype=torch.int64),
+                "difficult": torch.tensor([o[2] for o in objs], dtype=torch.bool)}
+        for image, objs in gts.items()
+    }
+    evaluator = VocEvaluator(class_names, annotations.__getitem__, iou_threshold)
+    for image in gts:
         mine = [d for d in dets if d[0] == image]
         pred = Instances(to_xyxy([d[3] for d in mine]), torch.tensor([d[2] for d in mine]).float(),
                          torch.tensor([d[1] for d in mine], dtype=torch.int64))
-        gt = {"boxes": to_xyxy([o[1] for o in objs]), "labels": torch.tensor([o[0] for o in objs], dtype=torch.int64),
-              "difficult": torch.tensor([o[2] for o in objs], dtype=torch.bool)}
-        evaluator.process([image], [pred], [gt])
+        evaluator.process(batch_of([image]), [pred])
     return evaluator.evaluate()["voc"]
 
 
@@ -160,9 +164,9 @@ def hand_case(extra_gts=(), extra_dets=()):
 
 
 def test_hand_computed_ap():
-    evaluator = VocEvaluator(["thing"])
     pred, gt = hand_case()
-    evaluator.process([0], [pred], [gt])
+    evaluator = VocEvaluator(["thing"], {0: gt}.__getitem__)
+    evaluator.process(batch_of([0]), [pred])
     metrics = evaluator.evaluate()["voc"]
     assert metrics["AP-thing"] == pytest.approx(HAND_AP) == pytest.approx(500 / 9)
     assert metrics["AP07-thing"] == pytest.approx(HAND_AP07) == pytest.approx(600 / 11)
@@ -171,9 +175,9 @@ def test_hand_computed_ap():
 
 def test_difficult_gt_is_ignored():
     # A difficult gt (not a positive) and a high-scoring detection on it (neither TP nor FP): AP unchanged.
-    evaluator = VocEvaluator(["thing"])
     pred, gt = hand_case(extra_gts=[([60, 0, 70, 10], True)], extra_dets=[([60, 0, 70, 10], 0.85)])
-    evaluator.process([0], [pred], [gt])
+    evaluator = VocEvaluator(["thing"], {0: gt}.__getitem__)
+    evaluator.process(batch_of([0]), [pred])
     metrics = evaluator.evaluate()["voc"]
     assert metrics["AP-thing"] == pytest.approx(HAND_AP)
     assert metrics["AP07-thing"] == pytest.approx(HAND_AP07)
@@ -185,8 +189,8 @@ def test_iou_threshold_is_strict_and_classes_do_not_mix():
     # IoU exactly 0.5 with the class-0 gt -> FP; a perfect box with the wrong class -> FP for class 0.
     pred = Instances(torch.tensor([[0.0, 0, 10, 20], [50, 50, 60, 60], [0, 0, 10, 10]]),
                      torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]))
-    evaluator = VocEvaluator(["a", "b", "c"])
-    evaluator.process([7], [pred], [gt])
+    evaluator = VocEvaluator(["a", "b", "c"], {7: gt}.__getitem__)
+    evaluator.process(batch_of([7]), [pred])
     metrics = evaluator.evaluate()["voc"]
     assert metrics["AP-a"] == 0.0 and metrics["AP-b"] == 0.0
     assert math.isnan(metrics["AP-c"])  # no positives: reported as nan, left out of the mean
@@ -205,9 +209,9 @@ def test_voc_ap_edge_cases():
 
 
 def test_repeated_image_counts_once_and_reset():
-    evaluator = VocEvaluator(["thing"])
     pred, gt = hand_case()
-    evaluator.process([0, 0], [pred, pred], [gt, gt])
+    evaluator = VocEvaluator(["thing"], {0: gt}.__getitem__)
+    evaluator.process(batch_of([0, 0]), [pred, pred])
     assert evaluator.evaluate()["voc"]["AP-thing"] == pytest.approx(HAND_AP)
     evaluator.reset()
     assert math.isnan(evaluator.evaluate()["voc"]["mAP"])

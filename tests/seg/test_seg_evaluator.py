@@ -9,6 +9,7 @@ import torch
 
 from detseg.evaluation.sem_seg import SemSegEvaluator, confusion_metrics
 from detseg.evaluation.table import format_metrics_table
+from tests.evaluation.eval_batches import batch_of
 
 
 def test_metrics_of_a_small_example():
@@ -18,9 +19,9 @@ def test_metrics_of_a_small_example():
     pred = torch.tensor([[0, 1, 1, 1],
                          [0, 0, 2, 0],
                          [2, 2, 0, 1]])
-    evaluator = SemSegEvaluator(["background", "a", "b", "never"])
-    evaluator.process([pred], [gt])
-    m = evaluator.evaluate()
+    evaluator = SemSegEvaluator(["background", "a", "b", "never"], {3: gt}.__getitem__)
+    evaluator.process(batch_of([3]), [pred])
+    m = evaluator.evaluate()["sem_seg"]
     # labelled pixels: bg 4 (3 right), a 3 (2 right), b 3 (2 right); 'never' absent everywhere
     iou_bg, iou_a, iou_b = 3 / (4 + 4 - 3), 2 / (3 + 3 - 2), 2 / (3 + 3 - 2)
     assert m["IoU-background"] == pytest.approx(100 * iou_bg)
@@ -37,10 +38,10 @@ def test_batches_accumulate_like_one_pass():
     g = torch.Generator().manual_seed(0)
     preds = [torch.randint(0, 5, (7, 9), generator=g) for _ in range(4)]
     gts = [torch.randint(0, 5, (7, 9), generator=g).numpy() for _ in range(4)]
-    whole, parts = SemSegEvaluator(list("abcde")), SemSegEvaluator(list("abcde"))
-    whole.process(preds, gts)
-    for p, t in zip(preds, gts):
-        parts.process([p], [t])
+    whole, parts = (SemSegEvaluator(list("abcde"), gts.__getitem__) for _ in range(2))
+    whole.process(batch_of(range(4)), preds)
+    for image_id, p in enumerate(preds):
+        parts.process(batch_of([image_id]), [p])
     assert torch.equal(whole.confusion, parts.confusion)
     assert whole.confusion.sum() == 4 * 63
     assert confusion_metrics(np.eye(3) * 5, list("abc"))["mIoU"] == 100.0
@@ -53,11 +54,11 @@ def test_predicted_class_without_ground_truth_counts_as_zero_iou():
 
 
 def test_bad_inputs_are_refused():
-    evaluator = SemSegEvaluator(["background", "a"])
+    evaluator = SemSegEvaluator(["background", "a"], [np.zeros((3, 2)), np.zeros((2, 2))].__getitem__)
     with pytest.raises(ValueError, match="differ in size"):
-        evaluator.process([torch.zeros(2, 3, dtype=torch.int64)], [np.zeros((3, 2))])
+        evaluator.process(batch_of([0]), [torch.zeros(2, 3, dtype=torch.int64)])
     with pytest.raises(ValueError, match="labels outside"):
-        evaluator.process([torch.full((2, 2), 2)], [np.zeros((2, 2))])
+        evaluator.process(batch_of([1]), [torch.full((2, 2), 2)])
 
 
 def test_table_shows_summary_and_per_class_rows():
