@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    summary = convert(args.src, args.dst, args.input, args.output, args.splits, args.image_dir, args.classes,
+    summary = convert(args.src, args.dst, args.input, args.output_dir, args.splits, args.image_dir, args.classes,
                       args.image_mode, not args.no_masks, args.overwrite,
                       "skip" if args.skip_bad else "error")
     for split, (images, objects) in summary.splits.items():
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary.left_out:
         print(f"left out {summary.left_out} crowd/difficult objects ({args.dst} has no ignore flag)")
     masks = "with masks" if summary.masks_written else "boxes only"
-    print(f"wrote {args.dst} dataset ({masks}) to {args.output} in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {args.dst} dataset ({masks}) to {args.output_dir} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

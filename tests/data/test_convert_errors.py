@@ -78,12 +78,12 @@ def test_output_inside_the_input_is_refused(shapes_root, tmp_path):
 
 def test_cli_reports_one_line_and_exit_code_2(coco_case, tmp_path):
     result = subprocess.run([sys.executable, "tools/convert_dataset.py", "--from", "coco", "--to", "yolo",
-                             "--input", str(coco_case["ann_file"]), "--output", str(tmp_path / "out")],
+                             "--input", str(coco_case["ann_file"]), "--output-dir", str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "pass --image-dir" in result.stderr and "Traceback" not in result.stderr
     ok = subprocess.run([sys.executable, "tools/convert_dataset.py", "--from", "coco", "--to", "voc",
                          "--input", str(coco_case["ann_file"]), "--image-dir", str(coco_case["img_dir"]),
-                         "--output", str(tmp_path / "voc")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         "--output-dir", str(tmp_path / "voc")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "train: 4 images, 4 objects" in ok.stdout
     assert (tmp_path / "voc" / "ImageSets/Main/train.txt").read_text().split() == ["rgb", "gray", "rgba", "palette"]
