@@ -106,3 +106,11 @@ def test_readme_tools_table_names_every_public_tool():
     assert tools, "no tools found"
     missing = [name for name in tools if f"tools/{name}" not in table]
     assert not missing, f"README.md's tools table does not name: {missing}"
+
+
+def test_readme_tools_table_names_every_detseg_command():
+    from detseg.cli.main import COMMANDS
+
+    table = _readme_tools_table()
+    missing = [name for name in COMMANDS if f"`detseg {name}" not in table]
+    assert not missing, f"README.md's tools table does not name: {missing}"
