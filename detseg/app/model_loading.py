@@ -16,6 +16,7 @@ from detseg.app.task import arch_task, require_matching_task
 from detseg.config import Config, from_dict
 from detseg.engine import precision
 from detseg.models.build import build_model
+from detseg.models.compat import upgrade_state_dict
 from detseg.utils.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from detseg.utils.distributed import select_device
 
@@ -59,7 +60,7 @@ def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[tor
     # file that may be gone by now) are not needed
     model_cfg = replace(cfg.model, backbone=replace(cfg.model.backbone, weights=None))
     model = build_model(model_cfg, num_classes_for(cfg))
-    weights = state["model"] if "model" in state else state
+    weights = upgrade_state_dict(state["model"] if "model" in state else state)  # older runs' names too
     try:
         model.load_state_dict(weights)
     except RuntimeError:  # pages of key names: say which models differ instead
