@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # torchvision's reference scripts wrap the weights
-    config_path = Path(__file__).resolve().parents[1] / CONFIGS[args.arch]
+    config_path = Path(__file__).resolve().parents[2] / CONFIGS[args.arch]  # the checkout's configs/
     cfg = load_config(config_path, ["model.backbone.weights=null"])
     # stored with the run so that infer labels a cup "cup", not its contiguous index
     cfg.model.class_names = torchvision_class_names(args.arch, cfg.model.num_classes)
