@@ -4,7 +4,7 @@ The eager models work on a ``Batch`` and split their flat results into per-image
 counts (``.tolist()``), which a trace would freeze to the counts of the example input. These wrappers
 reuse every learned module and box helper of the model but run the post-processing for one image,
 where no split is needed, and take sizes from the traced input (``torch._shape_as_tensor``), so one
-graph serves every input size when exported with dynamic axes. tests/tools/test_export_*.py check
+graph serves every input size when exported with dynamic axes. tests/export/test_export_*.py check
 them against ``model(batch, mode="predict")``.
 
 Outputs, in the pixels of the input image (the runtime maps them back to the original image):

@@ -255,8 +255,8 @@ def test_configs_folder_is_not_empty():
     assert ALL_CONFIGS, "no YAML found under configs/"
 
 
-# semantic models return label maps, not Instances: tests/seg/test_seg_configs.py builds configs/fcn;
-# one-stage models have no RoI heads: tests/dense/test_dense_configs.py builds configs/yolo and configs/ssd;
+# semantic models return label maps, not Instances: tests/models/test_seg_configs.py builds configs/fcn;
+# one-stage models have no RoI heads: tests/models/test_dense_configs.py builds configs/yolo and configs/ssd;
 # classifiers: tests/models/test_classifier_model.py builds configs/classification
 BCCD_DATA = ["data.train.root=data/bccd", "data.train.split=trainval", "data.val.root=data/bccd",
              "data.val.split=test"]
