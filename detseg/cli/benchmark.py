@@ -45,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         from detseg.cli.benchmark_compare import run_compare_cli
 
         return run_compare_cli(argv)
+    args = build_parser().parse_intermixed_args(argv)
+    if args.lineage:
+        return run_lineage_benchmark(args)
+    results = measure_config(args)
+    print_table(results)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+def build_parser():
     parser = config_parser(__doc__)
     common.add_renamed(parser, "--input-size", "--size", type=int, default=320, help="square input side in pixels")
     parser.add_argument("--batch-size", type=int, default=2, help="images per training step")
@@ -61,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                              "random boxes: simple synthetic images give far fewer than a photo's ~2000)")
     parser.add_argument("--rcnn-warp", type=int, default=None,
                         help="--lineage: R-CNN's warp size (context padding scaled from the papers' 16 at 227)")
-    args = parser.parse_intermixed_args(argv)
-    if args.lineage:
-        return run_lineage_benchmark(args)
+    return parser
+
+
+def measure_config(args) -> dict:
+    """The config's model and torchvision's twin (and --baseline) timed on the same synthetic inputs."""
     cfg = load(args)
     _check_timeable(cfg)
     cfg.model.backbone.weights = None  # timing needs no trained weights (and no download)
@@ -84,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_timeable(base)
         measured = measure_detseg(build_model(base.model, num_classes), images, targets, args.batch_size, args.iters)
         results["baseline"] = {"config": args.baseline, **vars(measured)}
-    print_table(results)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return results
 
 
 def print_table(results: dict) -> None:

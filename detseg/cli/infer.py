@@ -43,7 +43,7 @@ def output_path(out_dir: Path, item: InputFile, suffix: str, overwrite: bool) ->
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     parser = config_parser(__doc__)
     parser.add_argument("--checkpoint",
                         help="detseg checkpoint (default with a run folder as CONFIG: its best.pt, else last.pt); "
@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-txt", action="store_true",
                         help="also write DIR/labels/<name>.txt: 'class cx cy w h score' lines, normalised")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --output-dir")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
     cfg = load(args)
     checkpoint = run_checkpoint(args)
     files = collect_inputs(args.input)[: args.limit]
@@ -75,16 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if (out_dir / "predictions.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out_dir / 'predictions.json'} exists; pass --overwrite to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, failures, start = [], 0, time.perf_counter()
-    for item in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
-        try:
-            process = process_video if item.is_video else process_one
-            records.append(process(predictor, item, out_dir, args))
-        except (DatasetError, FileExistsError, ValueError) as exc:
-            failures += 1
-            named = str(exc).startswith(str(item.path))  # most messages already start with the file
-            # tqdm.write: a line of its own, not glued to the progress bar
-            tqdm.write(f"skipped {exc}" if named else f"skipped {item.path}: {exc}", file=sys.stderr)
+    start = time.perf_counter()
+    records, failures = process_all(predictor, files, out_dir, args)
     (out_dir / "predictions.json").write_text(json.dumps(records, indent=1))
     rate = len(files) / max(time.perf_counter() - start, 1e-9)
     videos = sum("video" in r for r in records)  # their frames per second were printed per video
@@ -94,6 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     if hint:
         print(hint)
     return 1 if failures and not records else 0
+
+
+def process_all(predictor, files: list[InputFile], out_dir: Path, args) -> tuple[list[dict], int]:
+    """Every input through the model; one that cannot be read is reported and skipped, the rest go on."""
+    records, failures = [], 0
+    for item in tqdm(files, desc="infer", mininterval=1.0 if sys.stderr.isatty() else 30.0):
+        try:
+            process = process_video if item.is_video else process_one
+            records.append(process(predictor, item, out_dir, args))
+        except (DatasetError, FileExistsError, ValueError) as exc:
+            failures += 1
+            named = str(exc).startswith(str(item.path))  # most messages already start with the file
+            # tqdm.write: a line of its own, not glued to the progress bar
+            tqdm.write(f"skipped {exc}" if named else f"skipped {item.path}: {exc}", file=sys.stderr)
+    return records, failures
 
 
 def below_threshold_hint(records: list[dict], threshold: float) -> str | None:
