@@ -36,16 +36,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, f)
 
 
-def _read_file(path: Path, map_location: Any) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+def require_torch_file(path: Path, what: str = "checkpoint") -> None:
+    """A one-line CheckpointError unless ``path`` starts like a torch.save file (a zip archive, or an old
+    pickle); ``what`` names it for the user (e.g. the config key that gave the path)."""
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty")
+        raise CheckpointError(f"{what} {path} is empty")
     with open(path, "rb") as f:
         head = f.read(4)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (old: a pickle)
-        raise CheckpointError(f"{path} is not a torch checkpoint (neither a zip archive nor a pickle: "
+        raise CheckpointError(f"{what} {path} is not a torch checkpoint (neither a zip archive nor a pickle: "
                               f"it starts with {head!r})")
+
+
+def _read_file(path: Path, map_location: Any) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    require_torch_file(path)
     try:
         with warnings.catch_warnings():
             # torch warns before refusing a foreign pickle; the CheckpointError says it better.

@@ -60,3 +60,14 @@ def test_scaled_backbone_with_weights_points_at_the_pretrained_config():
 
 def _no_network(url, dst, *args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>404 Not Found</html>" * 20])
+def test_a_weights_file_torch_cannot_read_is_named_as_such(tmp_path, content):
+    from detseg.utils.checkpoint import CheckpointError
+
+    junk = tmp_path / "backbone.pt"
+    junk.write_bytes(content)
+    cfg = load_config("configs/faster_rcnn/custom.yaml", DATA + [f"model.backbone.weights={junk}"])
+    with pytest.raises(CheckpointError, match=rf"^model.backbone.weights {junk} is (empty|not a torch checkpoint)"):
+        build_backbone(cfg.model.backbone)  # not "needs width 1.0": the file is the problem

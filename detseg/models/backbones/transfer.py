@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from detseg.utils.checkpoint import CheckpointError, is_detseg_checkpoint, submodule_state
+from detseg.utils.checkpoint import CheckpointError, is_detseg_checkpoint, require_torch_file, submodule_state
 
 PREFIX = "backbone."
 # BatchNorm counts its updates; FrozenBatchNorm2d (norm frozen_bn) has no such buffer
@@ -28,6 +28,8 @@ def training_checkpoint(weights: str | None) -> bool:
                                 "checkpoint must exist before the model that starts from it is built; "
                                 "`make shapes-backbone` writes runs/classifier_shape_crops/last.pt, or set "
                                 "model.backbone.weights=null to train from scratch)")
+    if Path(weights).is_file():  # before any check of width or names speaks of a file torch cannot read
+        require_torch_file(Path(weights), "model.backbone.weights")
     return is_detseg_checkpoint(weights)
 
 
