@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from detseg.config.schema import Config
+from detseg.utils.files import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -55,7 +56,7 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def _read_yaml(path: Path) -> dict:

@@ -28,7 +28,7 @@ from detseg.engine.train_state import (RunState, TrainingParts, check_ranks_agre
 from detseg.structures import Batch
 from detseg.utils import distributed as du
 from detseg.utils.checkpoint import load_checkpoint, save_checkpoint
-from detseg.utils.files import atomic_path, remove_stale_temp_files
+from detseg.utils.files import remove_stale_temp_files
 from detseg.utils.rng import get_rng_state, preserved_rng, seed_everything
 
 LoaderFactory = Callable[[int], Iterable[Batch]]
@@ -135,8 +135,7 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             for stale in remove_stale_temp_files(self.output_dir):
                 self._say(f"removed {stale.name}, left by a run killed while writing it")
-            with atomic_path(self.output_dir / "config.yaml") as tmp:
-                dump_config(self.cfg, tmp)
+            dump_config(self.cfg, self.output_dir / "config.yaml")  # written atomically
         own = [TensorBoardLogger(self.output_dir)] if "tensorboard" in self.cfg.train.loggers else []
         self.writer = MetricsWriter(self.output_dir, enabled=self.is_main, loggers=[*own, *self.extra_loggers])
 

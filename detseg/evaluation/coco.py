@@ -34,6 +34,7 @@ from detseg.structures.batch import Batch
 from detseg.structures.boxes import xyxy_to_xywh
 from detseg.structures.instances import Instances
 from detseg.utils import json_text
+from detseg.utils.files import atomic_write_text
 
 # Order of ``COCOeval.stats`` for the bbox and segm iou types.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -141,7 +142,7 @@ class CocoEvaluator:
     def write_predictions(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json_text.dumps(self.results))
+        atomic_write_text(path, json_text.dumps(self.results))
 
     def evaluate(self) -> dict:
         """``{iou_type: {stat: value, "AP-<class>": value}}`` on rank 0, ``{}`` on other ranks.

@@ -20,6 +20,7 @@ from pathlib import Path
 from detseg.reports import history
 from detseg.reports.labels import label_statistics
 from detseg.utils import json_text
+from detseg.utils.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ PLOTS_DIR = "plots"
 def write_json(folder: str | Path, name: str, data) -> Path:
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json_text.dumps(data, indent=2 if name == METRICS else None))
+    # atomic: a reader (TensorBoard's neighbour, a watching script) never sees half a file
+    atomic_write_text(path, json_text.dumps(data, indent=2 if name == METRICS else None))
     return path
 
 

@@ -52,12 +52,21 @@ def _options_without_help(help_text: str) -> list[str]:
     return bare
 
 
+HELP_ARGS = {"benchmark": [["--help"], ["--zoo", "--help"], ["--compare-torchvision", "--help"]],
+             "make-dataset": [["--help"], ["shapes", "--help"], ["shape-crops", "--help"]]}
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_option_has_help_and_shows_its_default(command):
+def test_every_option_has_help_and_shows_its_default(command, capsys):
     module = importlib.import_module(f"detseg.cli.{COMMANDS[command][0]}")
-    with pytest.raises(SystemExit) as exit_info:
-        module.main(["--help"])
-    assert exit_info.value.code == 0
+    for argv in HELP_ARGS.get(command, [["--help"]]):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(argv)
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert _options_without_help(text) == [], argv
+        flat = " ".join(text.split())
+        assert "(default: None)" not in flat and "(default: False)" not in flat  # unset options show none
 
 
 def test_help_texts(capsys):
