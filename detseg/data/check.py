@@ -51,6 +51,13 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
+    def to_dict(self) -> dict:
+        """JSON-ready: every message by kind, errors and warnings apart, and the class histogram."""
+        warnings = {k: list(v) for k, v in sorted(self.problems.items()) if k in WARNING_KINDS}
+        return {"source": self.source, "num_images": self.num_images, "num_annotations": self.num_annotations,
+                "errors": {k: list(v) for k, v in sorted(self.errors.items())}, "warnings": warnings,
+                "annotations_per_class": dict(sorted(self.histogram.items()))}
+
     def text(self) -> str:
         n_err = sum(map(len, self.errors.values()))
         n_warn = sum(len(v) for k, v in self.problems.items() if k in WARNING_KINDS)
@@ -314,3 +321,25 @@ def require_clean_data(data_cfg, splits: tuple[str, ...] = ("train",)) -> None:
         if not report.ok:
             raise DatasetError(f"dataset check failed for data.{split} (data.on_bad_sample=error):\n"
                                f"{report.text()}\nFix the data, or set data.on_bad_sample=skip to drop bad items.")
+
+
+# ---------------------------------------------------------------------- both splits
+# data.format -> the keys that name a split's data
+SPLIT_KEYS = {"coco": ("ann_file",), "voc": ("root", "split"), "imagefolder": ("root",)}
+
+
+def configured_splits(data_cfg) -> list[str]:
+    """"train", and "val" where the config names its data (a config may leave val unset)."""
+    keys = SPLIT_KEYS.get(data_cfg.format, ())
+    return ["train"] + (["val"] if keys and all(getattr(data_cfg.val, k) for k in keys) else [])
+
+
+def check_split_or_unreadable(data_cfg, split: str, decode: bool = False) -> Report:
+    """``check_split``, with a split whose annotation file, split list or folder cannot be read at all
+    reported as one error of its report (so the other split is still checked)."""
+    try:
+        return check_split(data_cfg, split, decode)
+    except (DatasetError, FileNotFoundError) as exc:
+        report = Report(f"data.{split}")
+        report.add("unreadable_split", str(exc))
+        return report
