@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     doctor = _doctor(cfg, reports)
     print(doctor.text())
     fixed = _fix_splits(cfg.data, doctor, args.fix_splits) if args.fix_splits else []
-    print("\n".join(fixed)) if fixed else None
+    if fixed:
+        print("\n".join(fixed))
     if args.output:
         result = {"splits": {s: r.to_dict() for s, r in reports.items()}, "doctor": doctor.to_dict(),
                   "fix_splits": fixed, "ok": all(r.ok for r in reports.values())}
@@ -76,8 +77,7 @@ def _doctor(cfg, reports: dict):
     readable = [s for s, r in reports.items() if "unreadable_split" not in r.problems]
     inventories = {s: split_inventory(cfg.data, s) for s in readable}
     setup, note = _anchor_setup(cfg) if "train" in readable else (None, "not computed: data.train is unreadable")
-    report = diagnose(inventories, {s: reports[s].histogram for s in readable}, setup, note)
-    return report
+    return diagnose(inventories, {s: reports[s].histogram for s in readable}, setup, note)
 
 
 def _anchor_setup(cfg) -> tuple[AnchorSetup | None, str | None]:

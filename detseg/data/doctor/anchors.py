@@ -6,7 +6,8 @@ Each box is resized as the test transform would resize its image (shortest edge 
 ``data.fixed_size`` [h, w]). Its best anchor is the one of the highest IoU when anchor and box share a
 centre (shape only, as detseg.data.autosize.anchor_coverage does: an upper bound that ignores the
 stride's grid). The RPN labels an anchor positive at IoU >= 0.7 (model.rpn.fg_iou_thresh), or as
-the best anchor of a box; boxes below 0.5 get only such weak matches.
+the best anchor of a box: a box below 0.7 is learned only through that rule, and below 0.5 only from
+an anchor too far off to regress well (counted as lost before training starts).
 """
 from __future__ import annotations
 
