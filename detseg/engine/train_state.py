@@ -30,7 +30,8 @@ from detseg.utils.rng import set_rng_state
 # repeated and lr no longer matches the batch; num_classes, arch: the heads' shapes change;
 # class_names: the same outputs would mean other classes (a checkpoint without names is not checked).
 RESUME_CHECKS = (("data", "batch_size", "refuse"), ("model", "num_classes", "refuse"),
-                 ("model", "arch", "refuse"), ("model", "class_names", "refuse"), ("solver", "lr", "warn"))
+                 ("model", "arch", "refuse"), ("model", "class_names", "refuse"), ("solver", "lr", "warn"),
+                 ("solver", "class_weights", "warn"), ("solver", "class_weights_values", "warn"))
 # The plan: how long the run is and the shape of its lr schedule. A change is how a run is extended
 # (or shortened): the schedule is re-fitted from the current iteration (restore_schedule).
 PLAN_KEYS = (("train", "max_iters"), ("train", "max_minutes"), ("solver", "schedule"), ("solver", "steps"),
