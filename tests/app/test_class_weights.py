@@ -81,3 +81,19 @@ def test_the_model_is_built_with_the_stored_values(tmp_path):
     assert "roi_heads.cls_loss_weight" not in model.state_dict()  # a loss setting: checkpoints stay as they were
     unweighted = build_model_for(load_config("configs/faster_rcnn/shapes.yaml", overrides[:5]))
     assert unweighted.roi_heads.cls_loss_weight is None
+
+
+def test_a_training_run_settles_the_weights_from_its_data(tmp_path, shapes_paths):
+    from detseg.app.training import prepare_data
+    from detseg.reports.labels import label_statistics
+
+    cfg = load_config("configs/faster_rcnn/shapes.yaml", [
+        f"data.train.ann_file={shapes_paths['train_json']}", f"data.train.img_dir={shapes_paths['train_dir']}",
+        "data.val.ann_file=", "data.val.img_dir=", "solver.class_weights=auto", "data.num_workers=0"])
+    said = []
+    data = prepare_data(cfg, said.append)
+    counts = label_statistics(data.train)["counts"]
+    assert cfg.solver.class_weights_values == [round(w, 4) for w in inverse_frequency_weights(counts)]
+    assert len(cfg.solver.class_weights_values) == cfg.model.num_classes == len(counts)
+    assert [line for line in said if line.startswith("class weights (solver.class_weights=auto, from "
+                                                     f"{sum(counts)} training boxes")]
