@@ -28,7 +28,8 @@ def _box_loss(heads, logits, classes):
     batch = Batch(images=torch.zeros(1, 3, 8, 8, dtype=torch.uint8), image_sizes=[(8, 8)], orig_sizes=[(8, 8)],
                   image_ids=[0], boxes=[torch.zeros(0, 4)], labels=[torch.zeros(0, dtype=torch.int64)],
                   iscrowd=[torch.zeros(0, dtype=torch.bool)])
-    return heads.box_loss({}, [torch.zeros(len(logits), 4)], classes, torch.zeros(len(logits), 4), batch)["loss_roi_cls"]
+    rois, targets = [torch.zeros(len(logits), 4)], torch.zeros(len(logits), 4)
+    return heads.box_loss({}, rois, classes, targets, batch)["loss_roi_cls"]
 
 
 def test_roi_classifier_loss_is_torchs_weighted_cross_entropy():
