@@ -3,6 +3,9 @@
 The model's label space (``model.num_classes``, ``model.class_names``) is decided here and only here:
 the config's values where it sets them, else the training set's (stored with the run), else, for a
 trained model, the run's stored config.
+
+``init_from`` starts a new run's model from another run's weights (``detseg train --init-from``): every
+tensor of the same name and shape is taken, the others stay as built and are named in one line.
 """
 from __future__ import annotations
 
@@ -39,12 +42,55 @@ def settle_model_labels(cfg: Config, train_set) -> None:
 
 
 def build_model_for(cfg: Config, dataset=None):
-    """A model to train: classes from the config or the dataset, optional ``model.weights`` to start from."""
+    """A model to train: classes from the config or the dataset, optional ``model.weights`` to start from,
+    the classification losses weighted by ``solver.class_weights_values`` under ``solver.class_weights: auto``."""
     require_matching_task(arch_task(cfg.model.arch), cfg.data.task, cfg.model.arch)
-    model = build_model(cfg.model, num_classes_for(cfg, dataset))
+    model = build_model(cfg.model, num_classes_for(cfg, dataset), class_weights=class_weights_of(cfg))
     if cfg.model.weights:
         load_model_weights(model, cfg.model.weights, strict=False)
     return model
+
+
+def class_weights_of(cfg: Config) -> list[float] | None:
+    """The per-class loss weights the model is built with (None: unweighted)."""
+    return cfg.solver.class_weights_values if cfg.solver.class_weights == "auto" else None
+
+
+def init_from(model: torch.nn.Module, source: str | Path) -> str:
+    """Load the weights of ``source`` (a run folder: its last.pt; or a checkpoint) into ``model`` where name and
+    shape agree; the rest stays as built. Returns the one line that says what was taken and what was not."""
+    path = init_checkpoint(source)
+    weights = upgrade_state_dict({k.removeprefix("module."): v for k, v in load_checkpoint(path)["model"].items()})
+    own = model.state_dict()
+    taken = [k for k in own if k in weights and weights[k].shape == own[k].shape]
+    if not taken:
+        raise CheckpointError(f"--init-from {path}: none of its {len(weights)} tensors fits this model "
+                              f"(another architecture?)")
+    model.load_state_dict({k: weights[k] for k in taken}, strict=False)
+    reshaped = [f"{k} {list(weights[k].shape)} -> {list(own[k].shape)}"
+                for k in own if k in weights and k not in taken]
+    parts = [f"--init-from {path}: {len(taken)} of {len(own)} tensors taken",
+             _listed("kept as built (another shape)", reshaped),
+             _listed("not in the checkpoint (kept as built)", [k for k in own if k not in weights]),
+             _listed("not in this model (left out)", [k for k in weights if k not in own])]
+    return "; ".join(part for part in parts if part)
+
+
+def init_checkpoint(source: str | Path) -> Path:
+    """The checkpoint ``--init-from`` names: a run folder's last.pt, or the file itself (which must exist)."""
+    source = Path(source)
+    path = source / "last.pt" if source.is_dir() else source
+    if not path.is_file():
+        where = "the folder holds no last.pt" if source.is_dir() else "no such file"
+        raise FileNotFoundError(f"--init-from {source}: {where}")
+    return path
+
+
+def _listed(what: str, keys: list[str], most: int = 12) -> str:
+    if not keys:
+        return ""
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return f"{what}: {', '.join(keys[:most])}{more}"
 
 
 def load_trained_model(cfg: Config, checkpoint: str | Path, device) -> tuple[torch.nn.Module, Config]:

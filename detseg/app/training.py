@@ -1,5 +1,6 @@
 """A training run from a config, as ``detseg train`` starts it: the run folder, the data (checked, with
-auto sizes and the label space settled), the model, the trainer with its loggers, and the report at the end.
+auto sizes, the label space and the class weights settled), the model (optionally starting from another run's
+weights), the trainer with its loggers, and the report at the end.
 """
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from detseg.app.auto_sizes import pin_label_space, resolve_auto_sizes
+from detseg.app.class_weights import settle_class_weights
 from detseg.app.evaluate import evaluate
 from detseg.app.loaders import train_loader_factory
-from detseg.app.model_loading import build_model_for, device_for, settle_model_labels
+from detseg.app.model_loading import build_model_for, device_for, init_checkpoint, init_from, settle_model_labels
 from detseg.config import Config, config_to_dict
 from detseg.data.build import build_dataset
 from detseg.data.check import require_clean_data
@@ -33,8 +35,14 @@ class TrainingData:
     val: Any | None
 
 
-def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, say: Say = print) -> dict:
-    """Train ``cfg`` into ``cfg.train.output_dir``; returns the last evaluation's metrics."""
+def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, say: Say = print,
+                 init_from_run: str | None = None) -> dict:
+    """Train ``cfg`` into ``cfg.train.output_dir``; returns the last evaluation's metrics. ``init_from_run``
+    (a run folder or checkpoint): a new run whose model starts from those weights (see model_loading.init_from)."""
+    if init_from_run and resume:
+        raise ValueError("--init-from starts a new run and --resume continues one: give one of them")
+    if init_from_run:
+        init_checkpoint(init_from_run)  # a mistyped source is one line before any work
     init_distributed()
     main = is_main_process()
     if main:  # before any work: a finished run is not overwritten by accident
@@ -43,6 +51,10 @@ def run_training(cfg: Config, resume: bool = False, overwrite: bool = False, say
             say(f"--overwrite: removed {', '.join(removed)} of the previous run in {cfg.train.output_dir}")
     data = prepare_data(cfg, say if main else _silent)
     model, device = build_model_for(cfg), device_for(cfg)
+    if init_from_run:
+        taken = init_from(model, init_from_run)
+        if main:
+            say(taken)
     if main:
         say(start_summary(cfg, data, device))
         write_label_statistics(cfg.train.output_dir, data.train)
@@ -69,9 +81,13 @@ def prepare_data(cfg: Config, say: Say) -> TrainingData:
     pin_label_space(cfg.data, train_set)  # val, eval and infer use the training set's classes, in its order
     has_val = cfg.data.val.ann_file or cfg.data.val.root
     val_set = build_dataset(cfg.data, "val", train=False, with_masks=masks) if has_val else None
+    labelled = train_set
     train_set = wrap_with_proposals(cfg, train_set, "train")  # precomputed proposals (fast_rcnn, sppnet, rcnn)
     val_set = wrap_with_proposals(cfg, val_set, "val") if val_set is not None else None
     settle_model_labels(cfg, train_set)  # into config.yaml and the checkpoints: eval/infer need no training data
+    weighting = settle_class_weights(cfg, labelled)  # solver.class_weights: auto, into config.yaml too
+    if weighting:
+        say(weighting)
     return TrainingData(train_set, val_set)
 
 

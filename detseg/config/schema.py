@@ -27,6 +27,7 @@ Augment = Literal["default", "ssd", "ssdlite", "yolo"]
 BadSamplePolicy = Literal["error", "skip"]
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine"]
+ClassWeighting = Literal["none", "auto"]
 NonFinitePolicy = Literal["error", "skip"]
 Logger = Literal["tensorboard", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -293,6 +294,15 @@ class SolverConfig:
     warmup_factor: float = 0.001
     min_lr_factor: float = 0.0  # cosine: final lr = lr * min_lr_factor
     clip_grad_norm: float | None = None
+    # Class imbalance. "auto": each class's classification loss is weighted by the inverse of its box count in
+    # the training set (images per class for "classifier" data), the weights normalised to mean 1 and then
+    # clipped to [0.25, 4]; background weighs 1. Taken by the R-CNN family's box classifier, SSD's confidence
+    # loss and YOLO's class term; semantic segmentation (fcn) and classifiers train unweighted. See
+    # detseg/app/class_weights.py. "none": unweighted.
+    class_weights: ClassWeighting = "none"
+    # "auto": the weights derived at the start of training, one per class in model.class_names' order (stored
+    # in the run's config.yaml so a resume and the run's evaluation use the same); computed again each start
+    class_weights_values: list[float] | None = None
 
 
 @dataclass

@@ -6,7 +6,8 @@ time spent evaluating left out (an evaluation is not training and is not charged
 The run length is fitted to the budget: after FIT_SKIP warm-up iterations, FIT_WINDOW iterations are
 timed and the run shortened to what fits in the time left; refits at REFIT_FRACTIONS of the budget,
 each timed over the iterations since the previous fit, follow the real speed. A resumed run keeps
-the schedule it saved (`fitted`) and does not refit. The decision is pure bookkeeping: the caller
+the schedule it saved (`fitted`) and does not refit, unless its plan changed (a new budget or run
+length): then it is timed and fitted again like a new run. The decision is pure bookkeeping: the caller
 makes the ranks agree on it (rank 0's) and applies it with `adopt`.
 """
 from __future__ import annotations
@@ -50,7 +51,11 @@ class TimeBudget:
         self.start_time, self.start_iter = self.clock(), iteration
 
     def resume(self, elapsed_s: float, fitted: bool) -> None:
+        """Go on from an earlier run's ``elapsed_s``; not ``fitted``: time the speed and fit again, with
+        only the refits at fractions of the budget not yet spent."""
         self.elapsed_before, self.fitted = elapsed_s, fitted
+        if self.seconds is not None:
+            self._refits_left = [f for f in self.REFIT_FRACTIONS if f * self.seconds > elapsed_s]
 
     def elapsed(self) -> float:
         """Training seconds of the whole job (earlier resumed-from runs included), evaluations left out."""

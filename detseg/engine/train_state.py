@@ -6,7 +6,10 @@ time budget, training seconds so far, best metric, skipped steps), the RNG state
 world size and the config it was trained with.
 
 A resume checks the config against the saved one first: a change that would silently alter what an
-iteration means is refused with a one-line ResumeError, a deliberate one (a longer run) is announced.
+iteration means (batch size, architecture, label space, weights of another shape) is refused with a
+one-line ResumeError; others are announced. A changed plan (PLAN_KEYS: run length, time budget, lr
+schedule shape) is taken: the run goes on from the checkpoint's iteration under the schedule a run
+planned with the new config has there (restore_schedule), said in one line.
 """
 from __future__ import annotations
 
@@ -18,16 +21,22 @@ import torch
 from torch import nn
 
 from detseg.config import Config
-from detseg.engine.optim import refit_scheduler
+from detseg.engine.optim import iters_in_budget, refit_scheduler
 from detseg.utils import distributed as du
 from detseg.utils.rng import set_rng_state
 
 # (section, key, "refuse" | "warn"): config changes between a checkpoint and its resume.
 # batch_size: the sampler position is iteration * batch_size, so samples would be skipped or
-# repeated and lr no longer matches the batch; num_classes: the heads' shapes change.
-# max_iters: raising it is how a run is extended, so it is allowed but announced.
+# repeated and lr no longer matches the batch; num_classes, arch: the heads' shapes change;
+# class_names: the same outputs would mean other classes (a checkpoint without names is not checked).
 RESUME_CHECKS = (("data", "batch_size", "refuse"), ("model", "num_classes", "refuse"),
-                 ("model", "arch", "refuse"), ("train", "max_iters", "warn"), ("solver", "lr", "warn"))
+                 ("model", "arch", "refuse"), ("model", "class_names", "refuse"), ("solver", "lr", "warn"),
+                 ("solver", "class_weights", "warn"), ("solver", "class_weights_values", "warn"))
+# The plan: how long the run is and the shape of its lr schedule. A change is how a run is extended
+# (or shortened): the schedule is re-fitted from the current iteration (restore_schedule).
+PLAN_KEYS = (("train", "max_iters"), ("train", "max_minutes"), ("solver", "schedule"), ("solver", "steps"),
+             ("solver", "gamma"), ("solver", "warmup_iters"), ("solver", "warmup_factor"),
+             ("solver", "min_lr_factor"))
 
 
 class ResumeError(ValueError):
@@ -83,15 +92,44 @@ def check_resume(path: Path, cfg: Config, saved: RunState, world_size: int) -> l
     refused, warned = [], []
     for section, key, problem in RESUME_CHECKS:
         old, new = saved.config.get(section, {}).get(key), getattr(getattr(cfg, section), key)
-        if saved.config and old != new:
+        unrecorded = key == "class_names" and old is None
+        if saved.config and old != new and not unrecorded:
             (refused if problem == "refuse" else warned).append(f"{section}.{key} {old} -> {new}")
     if saved.world_size != world_size:
         warned.append(f"world size {saved.world_size} -> {world_size} (same global batch, "
                       f"per-rank data order and RNG streams change)")
     if refused:
         raise ResumeError(f"cannot resume from {path}: {'; '.join(refused)}. These change what an "
-                          f"iteration means; start a new output_dir (model.weights={path}) instead.")
+                          f"iteration means; start a new run from its weights instead (--init-from {path}).")
     return warned
+
+
+def plan_changes(cfg: Config, saved: RunState) -> list[str]:
+    """The PLAN_KEYS whose value differs from the checkpoint's config, as "section.key old -> new"."""
+    if not saved.config:
+        return []
+    changes = []
+    for section, key in PLAN_KEYS:
+        old, new = saved.config.get(section, {}).get(key), getattr(getattr(cfg, section), key)
+        if old != new:
+            changes.append(f"{section}.{key} {old} -> {new}")
+    return changes
+
+
+def check_model_fits(path: Path, model: nn.Module, saved_weights: dict[str, torch.Tensor]) -> None:
+    """Refuse (one line) a checkpoint whose weights do not fit the model this config builds (another
+    backbone, head sizes, input sizes that change a layer's shape) instead of torch's pages of keys."""
+    own = model.state_dict()
+    reshaped = [k for k in own if k in saved_weights and own[k].shape != saved_weights[k].shape]
+    missing = [k for k in own if k not in saved_weights]
+    unexpected = [k for k in saved_weights if k not in own]
+    if not (reshaped or missing or unexpected):
+        return
+    example = (f", e.g. {reshaped[0]} {list(saved_weights[reshaped[0]].shape)} -> {list(own[reshaped[0]].shape)}"
+               if reshaped else "")
+    raise ResumeError(f"cannot resume from {path}: the model this config builds does not fit its weights "
+                      f"({len(reshaped)} of another shape{example}; {len(missing)} missing, {len(unexpected)} "
+                      f"unexpected); start a new run from its weights instead (--init-from {path}).")
 
 
 def check_ranks_agree(iteration: int, checkpoint_path: Path) -> None:
@@ -102,14 +140,27 @@ def check_ranks_agree(iteration: int, checkpoint_path: Path) -> None:
                            f"read the same {checkpoint_path} (use a shared filesystem)")
 
 
-def restore_schedule(saved: RunState, scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: Config) -> int:
-    """The run length to go on with. A schedule fitted to a time budget is kept as saved; otherwise
-    the config is the truth (so a run can be extended by raising train.max_iters and resuming)."""
-    if saved.schedule_fitted:
+def restore_schedule(saved: RunState, scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: Config,
+                     replan: bool = False) -> int:
+    """The run length to go on with. A schedule fitted to a time budget is kept as saved unless the plan
+    changed (``replan``); otherwise the config is the truth: from the current iteration on, the lr is the
+    one a run planned with this config has there (so raising train.max_iters and resuming extends a run).
+    A replanned run with a time budget starts from a length estimated at the saved average speed; the
+    budget then re-times it (TimeBudget: not fitted)."""
+    if saved.schedule_fitted and not replan:
         return saved.max_iters
     base = cfg.train.max_iters
-    refit_scheduler(scheduler, cfg.solver, base, base)
-    return base
+    length = _estimated_length(saved, cfg) if replan and cfg.train.max_minutes is not None else base
+    refit_scheduler(scheduler, cfg.solver, length, base)
+    return length
+
+
+def _estimated_length(saved: RunState, cfg: Config) -> int:
+    """The run length that fits train.max_minutes at the speed the saved run averaged."""
+    if saved.iteration <= 0 or saved.elapsed_s <= 0:
+        return cfg.train.max_iters  # no speed known yet: the budget fits it once timed
+    return iters_in_budget(saved.elapsed_s / saved.iteration, saved.elapsed_s, cfg.train.max_minutes * 60.0,
+                           saved.iteration, cfg.train.max_iters)
 
 
 def restore_rng(saved: RunState, rank: int, world_size: int) -> bool:

@@ -23,8 +23,8 @@ from detseg.engine.metrics import (MetricsWriter, ProgressBar, TensorBoardLogger
 from detseg.engine.nonfinite import NonFiniteGuard
 from detseg.engine.optim import build_optimizer, build_scheduler, refit_scheduler
 from detseg.engine.train_state import ResumeError  # noqa: F401 - what train(resume=True) raises
-from detseg.engine.train_state import (RunState, TrainingParts, check_ranks_agree, check_resume, restore_rng,
-                                       restore_schedule)
+from detseg.engine.train_state import (RunState, TrainingParts, check_model_fits, check_ranks_agree, check_resume,
+                                       plan_changes, restore_rng, restore_schedule)
 from detseg.structures import Batch
 from detseg.utils import distributed as du
 from detseg.utils.checkpoint import load_checkpoint, save_checkpoint
@@ -304,14 +304,25 @@ class Trainer:
         saved = RunState.from_checkpoint(checkpoint)
         for change in check_resume(path, self.cfg, saved, self.world_size):
             self._say(f"WARNING resume from {path}: {change}")
+        check_model_fits(path, self.model, checkpoint["model"])
         self._parts().load(checkpoint)
         self.iteration, self.best_metric = saved.iteration, saved.best_metric
         self.nonfinite.skipped = saved.skipped_steps
-        self.budget.resume(saved.elapsed_s, saved.schedule_fitted)
-        self.max_iters = restore_schedule(saved, self.scheduler, self.cfg)
+        self._restore_plan(saved)
         if not restore_rng(saved, self.rank, self.world_size):
             self._say("resume: RNG states not restored (saved with another world size); using fresh seeds")
         self._say(f"resumed from {path} at iteration {self.iteration}/{self.max_iters}")
+
+    def _restore_plan(self, saved: RunState) -> None:
+        """Go on with the saved plan, or with the config's when it changed (schedule re-fitted, said once)."""
+        changed = plan_changes(self.cfg, saved)
+        self.budget.resume(saved.elapsed_s, fitted=saved.schedule_fitted and not changed)
+        self.max_iters = restore_schedule(saved, self.scheduler, self.cfg, replan=bool(changed))
+        if changed:
+            timed = (f", to be re-timed against the {self.cfg.train.max_minutes} min budget"
+                     if self.budget.seconds is not None else "")
+            self._say(f"resume: plan changed: {', '.join(changed)}; schedule re-fitted from iteration "
+                      f"{self.iteration} to {self.max_iters}{timed}")
 
     # ---------------------------------------------------------------- time budget
     def _out_of_time(self) -> bool:

@@ -3,7 +3,8 @@
 Each section becomes explicit keyword arguments of the module it configures; below this file no
 module holds or reads a config object. Names in the config pick constructors from module-level
 dicts (name -> constructor); an unknown name is one line naming the key and the allowed values.
-Heads are sized from the feature specs, never from backbone names.
+Heads are sized from the feature specs, never from backbone names. ``class_weights`` (one per class,
+from ``solver.class_weights``) weigh the detection families' classification losses (CLASS_WEIGHTED).
 """
 from __future__ import annotations
 
@@ -163,13 +164,16 @@ def _roi_options(cfg) -> dict:
                 detections_per_image=cfg.detections_per_image)
 
 
-def build_roi_heads(cfg, spec: dict[str, FeatureSpec], num_classes: int, pooler: nn.Module | None = None) -> RoIHeads:
+def build_roi_heads(cfg, spec: dict[str, FeatureSpec], num_classes: int, pooler: nn.Module | None = None,
+                    class_weights: list[float] | None = None) -> RoIHeads:
     """cfg: ``model.roi``; ``pooler``: a custom one (R-CNN's RegionVectors), else ``model.roi.pooler``."""
     pooler = pooler if pooler is not None else build_pooler(cfg, spec)
-    return RoIHeads(pooler, _box_head(cfg, pooler, spec), num_classes, **_roi_options(cfg))
+    return RoIHeads(pooler, _box_head(cfg, pooler, spec), num_classes, class_weights=class_weights,
+                    **_roi_options(cfg))
 
 
-def build_mask_roi_heads(cfg, mask_cfg, spec: dict[str, FeatureSpec], num_classes: int) -> MaskRoIHeads:
+def build_mask_roi_heads(cfg, mask_cfg, spec: dict[str, FeatureSpec], num_classes: int,
+                         class_weights: list[float] | None = None) -> MaskRoIHeads:
     """cfg: ``model.roi``, mask_cfg: ``model.mask``."""
     pooler = build_pooler(cfg, spec)
     box_head = _box_head(cfg, pooler, spec)
@@ -180,7 +184,7 @@ def build_mask_roi_heads(cfg, mask_cfg, spec: dict[str, FeatureSpec], num_classe
     mask_pooler = RoIAlignPooler(in_features, [spec[k].stride for k in in_features], mask_cfg.pooler_resolution,
                                  mask_cfg.sampling_ratio)
     return MaskRoIHeads(pooler, box_head, num_classes, mask_pooler=mask_pooler, mask_channels=channels.pop(),
-                        mask_conv_dims=list(mask_cfg.conv_dims), **_roi_options(cfg))
+                        mask_conv_dims=list(mask_cfg.conv_dims), class_weights=class_weights, **_roi_options(cfg))
 
 
 def build_rpn(cfg, spec: dict[str, FeatureSpec]) -> RPN:
@@ -199,45 +203,47 @@ def build_rpn(cfg, spec: dict[str, FeatureSpec]) -> RPN:
 # ---------------------------------------------------------------- two-stage and region models
 
 
-def build_faster_rcnn(cfg, num_classes: int) -> TwoStageDetector:
+def build_faster_rcnn(cfg, num_classes: int, class_weights: list[float] | None = None) -> TwoStageDetector:
     backbone, neck, spec = _backbone_and_neck(cfg)
     _check_features("model.rpn.in_features", cfg.rpn.in_features, spec)
     _check_features("model.roi.in_features", cfg.roi.in_features, spec)
     rpn = build_rpn(cfg.rpn, spec)
-    return TwoStageDetector(backbone, neck, rpn, build_roi_heads(cfg.roi, spec, num_classes),
+    return TwoStageDetector(backbone, neck, rpn, build_roi_heads(cfg.roi, spec, num_classes, None, class_weights),
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
-def build_mask_rcnn(cfg, num_classes: int) -> TwoStageDetector:
+def build_mask_rcnn(cfg, num_classes: int, class_weights: list[float] | None = None) -> TwoStageDetector:
     """Faster R-CNN whose RoI heads also predict a mask per detection."""
     backbone, neck, spec = _backbone_and_neck(cfg)
     _check_features("model.rpn.in_features", cfg.rpn.in_features, spec)
     _check_features("model.roi.in_features", cfg.roi.in_features, spec)
     _check_features("model.mask.in_features", cfg.mask.in_features or [], spec)
     rpn = build_rpn(cfg.rpn, spec)
-    return TwoStageDetector(backbone, neck, rpn, build_mask_roi_heads(cfg.roi, cfg.mask, spec, num_classes),
+    return TwoStageDetector(backbone, neck, rpn, build_mask_roi_heads(cfg.roi, cfg.mask, spec, num_classes,
+                                                                      class_weights),
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility, mask_threshold=cfg.mask.threshold)
 
 
-def build_fast_rcnn(cfg, num_classes: int) -> TwoStageDetector:
+def build_fast_rcnn(cfg, num_classes: int, class_weights: list[float] | None = None) -> TwoStageDetector:
     """Faster R-CNN's model with precomputed proposals in place of the RPN (SPPnet: the 'spp' pooler)."""
     if cfg.proposals.source == "rpn":
         raise ValueError(f"model.arch '{cfg.arch}' reads precomputed proposals: set model.proposals.source "
                          "to 'selective_search' or 'file'")
     backbone, neck, spec = _backbone_and_neck(cfg)
     _check_features("model.roi.in_features", cfg.roi.in_features, spec)
-    return TwoStageDetector(backbone, neck, PrecomputedProposals(), build_roi_heads(cfg.roi, spec, num_classes),
+    roi_heads = build_roi_heads(cfg.roi, spec, num_classes, None, class_weights)
+    return TwoStageDetector(backbone, neck, PrecomputedProposals(), roi_heads,
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
-def build_sppnet(cfg, num_classes: int) -> TwoStageDetector:
+def build_sppnet(cfg, num_classes: int, class_weights: list[float] | None = None) -> TwoStageDetector:
     if cfg.roi.pooler != "spp":
         raise ValueError(f"model.arch 'sppnet' pools with a spatial pyramid: set model.roi.pooler to 'spp' "
                          f"(got '{cfg.roi.pooler}')")
-    return build_fast_rcnn(cfg, num_classes)
+    return build_fast_rcnn(cfg, num_classes, class_weights)
 
 
-def build_rcnn(cfg, num_classes: int) -> RegionCNN:
+def build_rcnn(cfg, num_classes: int, class_weights: list[float] | None = None) -> RegionCNN:
     if cfg.proposals.source == "rpn":
         raise ValueError("model.arch 'rcnn' reads precomputed proposals: set model.proposals.source "
                          "to 'selective_search' or 'file'")
@@ -247,7 +253,7 @@ def build_rcnn(cfg, num_classes: int) -> RegionCNN:
     feature, spec = cfg.roi.in_features[0], backbone.output_spec()
     if feature not in spec:
         raise ValueError(f"model.roi.in_features names '{feature}', but the backbone gives {list(spec)}")
-    roi_heads = build_roi_heads(cfg.roi, spec, num_classes, RegionVectors(spec[feature].channels))
+    roi_heads = build_roi_heads(cfg.roi, spec, num_classes, RegionVectors(spec[feature].channels), class_weights)
     return RegionCNN(backbone, roi_heads, cfg.pixel_mean, cfg.pixel_std, feature=feature,
                      warp_size=cfg.rcnn.warp_size, context_padding=cfg.rcnn.context_padding,
                      chunk_size=cfg.rcnn.chunk_size)
@@ -295,7 +301,7 @@ def build_fcn(cfg, num_classes: int) -> Segmentor:
 # ---------------------------------------------------------------- one-stage detectors
 
 
-def build_yolo(cfg, num_classes: int) -> OneStageDetector:
+def build_yolo(cfg, num_classes: int, class_weights: list[float] | None = None) -> OneStageDetector:
     """YOLO v1 on one feature map of any backbone (or neck)."""
     backbone, neck, spec = _backbone_and_neck(cfg)
     yolo = cfg.yolo
@@ -305,7 +311,8 @@ def build_yolo(cfg, num_classes: int) -> OneStageDetector:
     head = YOLOHead(spec, yolo.in_feature, num_classes, grid_size=yolo.grid_size, boxes_per_cell=yolo.boxes_per_cell,
                     conv_dims=list(yolo.conv_dims), fc_dim=yolo.fc_dim, dropout=yolo.dropout,
                     lambda_coord=yolo.lambda_coord, lambda_noobj=yolo.lambda_noobj, score_thresh=yolo.score_thresh,
-                    nms_thresh=yolo.nms_thresh, detections_per_image=yolo.detections_per_image)
+                    nms_thresh=yolo.nms_thresh, detections_per_image=yolo.detections_per_image,
+                    class_weights=class_weights)
     return OneStageDetector(backbone, neck, head, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
@@ -318,7 +325,8 @@ def _default_boxes(cfg) -> DefaultBoxes:
     return DefaultBoxes(cfg.aspect_ratios, scales, cfg.steps, cfg.clip_default_boxes)
 
 
-def build_ssd_head(cfg, spec: dict[str, FeatureSpec], num_classes: int) -> SSDHead:
+def build_ssd_head(cfg, spec: dict[str, FeatureSpec], num_classes: int,
+                   class_weights: list[float] | None = None) -> SSDHead:
     """cfg: ``model.ssd``."""
     if len(cfg.aspect_ratios) != len(cfg.in_features):
         raise ValueError(f"model.ssd.aspect_ratios has {len(cfg.aspect_ratios)} lists for "
@@ -328,14 +336,15 @@ def build_ssd_head(cfg, spec: dict[str, FeatureSpec], num_classes: int) -> SSDHe
                    xavier_init=cfg.head == "conv",  # Caffe SSD's plain predictors
                    bbox_reg_weights=list(cfg.bbox_reg_weights), iou_thresh=cfg.iou_thresh,
                    neg_pos_ratio=cfg.neg_pos_ratio, score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh,
-                   topk_candidates=cfg.topk_candidates, detections_per_image=cfg.detections_per_image)
+                   topk_candidates=cfg.topk_candidates, detections_per_image=cfg.detections_per_image,
+                   class_weights=class_weights)
 
 
-def build_ssd(cfg, num_classes: int) -> OneStageDetector:
+def build_ssd(cfg, num_classes: int, class_weights: list[float] | None = None) -> OneStageDetector:
     """SSD / SSDlite: usually a backbone plus the "ssd" neck (L2Norm, extra layers)."""
     backbone, neck, spec = _backbone_and_neck(cfg)
     _check_features("model.ssd.in_features", cfg.ssd.in_features, spec)
-    return OneStageDetector(backbone, neck, build_ssd_head(cfg.ssd, spec, num_classes),
+    return OneStageDetector(backbone, neck, build_ssd_head(cfg.ssd, spec, num_classes, class_weights),
                             cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
@@ -362,15 +371,26 @@ ARCHITECTURES = {
 }
 
 
+# the architectures whose classification loss takes class_weights (semantic and image classification do not)
+CLASS_WEIGHTED = ("faster_rcnn", "mask_rcnn", "fast_rcnn", "sppnet", "rcnn", "yolo", "ssd")
+
+
 def trains_on_masks(model_cfg) -> bool:
     """Whether training samples must carry instance masks (the dataset is built with them)."""
     return model_cfg.arch == "mask_rcnn"
 
 
-def build_model(model_cfg, num_classes: int | None = None):
+def build_model(model_cfg, num_classes: int | None = None, class_weights: list[float] | None = None):
     num_classes = num_classes if num_classes is not None else model_cfg.num_classes
     if num_classes is None:
         raise ValueError("model.num_classes is not set and no training set was given to count categories")
     if model_cfg.roi.spp_test_scales and model_cfg.arch != "sppnet":
         raise ValueError("model.roi.spp_test_scales is SPPnet's multi-scale test: it needs model.arch 'sppnet'")
-    return choose(ARCHITECTURES, "model.arch", model_cfg.arch)(model_cfg, num_classes)
+    make = choose(ARCHITECTURES, "model.arch", model_cfg.arch)
+    if class_weights is None:
+        return make(model_cfg, num_classes)
+    if model_cfg.arch not in CLASS_WEIGHTED:
+        raise ValueError(f"solver.class_weights weighs the detection losses; model.arch '{model_cfg.arch}' takes none")
+    if len(class_weights) != num_classes:
+        raise ValueError(f"solver.class_weights_values has {len(class_weights)} values for {num_classes} classes")
+    return make(model_cfg, num_classes, list(class_weights))

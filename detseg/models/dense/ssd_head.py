@@ -23,12 +23,14 @@ class SSDHead(nn.Module):
     the default boxes come with the raw outputs, so loss and predict need nothing else.
 
     ``predictor(in_channels, out_channels)`` makes each map's predictor (SSD_PREDICTORS);
-    ``xavier_init``: Caffe SSD's initialisation, else SSDlite's N(0, 0.03)."""
+    ``xavier_init``: Caffe SSD's initialisation, else SSDlite's N(0, 0.03); ``class_weights``: one per
+    class for the confidence loss (background weighs 1), None: unweighted."""
 
     def __init__(self, in_spec: dict[str, FeatureSpec], in_features: list[str], num_classes: int, *,
                  default_boxes: DefaultBoxes, predictor: Callable[[int, int], nn.Module], xavier_init: bool,
                  bbox_reg_weights: list[float], iou_thresh: float, neg_pos_ratio: float, score_thresh: float,
-                 nms_thresh: float, topk_candidates: int, detections_per_image: int):
+                 nms_thresh: float, topk_candidates: int, detections_per_image: int,
+                 class_weights: list[float] | None = None):
         super().__init__()
         self.in_features = list(in_features)
         self.num_classes = num_classes
@@ -42,6 +44,8 @@ class SSDHead(nn.Module):
         self.iou_thresh, self.neg_pos_ratio = iou_thresh, neg_pos_ratio
         self.score_thresh = score_thresh  # detseg.app.pipeline.apply_test_overrides sets it
         self.nms_thresh, self.topk_candidates, self.detections_per_image = nms_thresh, topk_candidates, detections_per_image
+        self.register_buffer("cls_loss_weight", None if class_weights is None else  # a loss setting, not saved
+                             torch.tensor([1.0, *class_weights], dtype=torch.float32), persistent=False)
 
     def forward(self, features: dict[str, Tensor], input_hw: tuple[int, int]) -> dict[str, Tensor]:
         """cls_logits [B, N, K+1], box_deltas [B, N, 4] and the N default boxes, in one order."""
@@ -55,7 +59,7 @@ class SSDHead(nn.Module):
     def loss(self, raw: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         gt, gt_valid, gt_labels = padded_targets(batch)
         return ssd_losses(raw["cls_logits"], raw["box_deltas"], raw["default_boxes"], gt, gt_valid, gt_labels,
-                          self.box_coder, self.iou_thresh, self.neg_pos_ratio)
+                          self.box_coder, self.iou_thresh, self.neg_pos_ratio, self.cls_loss_weight)
 
     @torch.no_grad()
     def predict(self, raw: dict[str, Tensor], image_sizes: list[tuple[int, int]]) -> list[Instances]:

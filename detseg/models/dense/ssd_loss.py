@@ -36,10 +36,12 @@ def hard_negative_mask(cls_loss: Tensor, positive: Tensor, neg_pos_ratio: float)
 
 
 def ssd_losses(cls_logits: Tensor, box_deltas: Tensor, default_boxes: Tensor, gt: Tensor, gt_valid: Tensor,
-               gt_labels: Tensor, coder: BoxCoder, iou_thresh: float, neg_pos_ratio: float) -> dict[str, Tensor]:
+               gt_labels: Tensor, coder: BoxCoder, iou_thresh: float, neg_pos_ratio: float,
+               class_weights: Tensor | None = None) -> dict[str, Tensor]:
     """cls_logits [B, N, K+1] (0 = background), box_deltas [B, N, 4]; both losses are divided by the
     batch's number of positives: softmax cross-entropy on positives and mined negatives, smooth L1 on
-    the positives' offsets."""
+    the positives' offsets. ``class_weights`` [K+1] (background first) scales each default box's
+    cross-entropy by its target's weight; negatives are mined on the (background, so unweighted) loss."""
     matched = match_default_boxes(default_boxes, gt, gt_valid, iou_thresh)
     positive = matched >= 0
     rows = torch.arange(len(gt), device=gt.device)[:, None]
@@ -47,7 +49,8 @@ def ssd_losses(cls_logits: Tensor, box_deltas: Tensor, default_boxes: Tensor, gt
     classes = torch.where(positive, gt_labels[rows, index] + 1, 0)
     targets = coder.encode(gt[rows, index][positive], default_boxes.expand_as(box_deltas)[positive])
     box_loss = F.smooth_l1_loss(box_deltas[positive], targets, reduction="sum")
-    ce = F.cross_entropy(cls_logits.flatten(0, 1), classes.flatten(), reduction="none").view_as(classes)
+    ce = F.cross_entropy(cls_logits.flatten(0, 1), classes.flatten(), weight=class_weights,
+                         reduction="none").view_as(classes)
     negative = hard_negative_mask(ce, positive, neg_pos_ratio)
     num_positive = max(1, int(positive.sum()))
     return {

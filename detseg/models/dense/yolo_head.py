@@ -13,11 +13,13 @@ from detseg.structures import Batch, Instances
 
 class YOLOHead(nn.Module):
     """Optional 3x3 convs, the map pooled to S x S, then the paper's fully connected layers (or a 1x1
-    conv per cell). Outputs are linear, as in the paper; predict clamps confidences and probabilities."""
+    conv per cell). Outputs are linear, as in the paper; predict clamps confidences and probabilities.
+    ``class_weights``: one per class for the class term of the loss, None: unweighted."""
 
     def __init__(self, in_spec: dict[str, FeatureSpec], in_feature: str, num_classes: int, *, grid_size: int,
                  boxes_per_cell: int, conv_dims: list[int], fc_dim: int | None, dropout: float, lambda_coord: float,
-                 lambda_noobj: float, score_thresh: float, nms_thresh: float, detections_per_image: int):
+                 lambda_noobj: float, score_thresh: float, nms_thresh: float, detections_per_image: int,
+                 class_weights: list[float] | None = None):
         super().__init__()
         self.in_feature = in_feature
         self.grid, self.boxes, self.num_classes = grid_size, boxes_per_cell, num_classes
@@ -39,6 +41,8 @@ class YOLOHead(nn.Module):
         self.lambda_coord, self.lambda_noobj = lambda_coord, lambda_noobj
         self.score_thresh = score_thresh  # detseg.app.pipeline.apply_test_overrides sets it
         self.nms_thresh, self.detections_per_image = nms_thresh, detections_per_image
+        self.register_buffer("cls_loss_weight", None if class_weights is None else  # a loss setting, not saved
+                             torch.tensor(list(class_weights), dtype=torch.float32), persistent=False)
 
     def forward(self, features: dict[str, Tensor], input_hw: tuple[int, int]) -> dict:
         out = self.predictor(self.convs(features[self.in_feature]))
@@ -51,7 +55,8 @@ class YOLOHead(nn.Module):
     def loss(self, raw: dict, batch: Batch) -> dict[str, Tensor]:
         gt, gt_valid, gt_labels = padded_targets(batch)
         targets = encode_targets(gt, gt_valid, gt_labels, self.grid, raw["input_hw"])
-        return yolo_losses(raw["grid"], targets, self.boxes, raw["input_hw"], self.lambda_coord, self.lambda_noobj)
+        return yolo_losses(raw["grid"], targets, self.boxes, raw["input_hw"], self.lambda_coord, self.lambda_noobj,
+                           self.cls_loss_weight)
 
     @torch.no_grad()
     def predict(self, raw: dict, image_sizes: list[tuple[int, int]]) -> list[Instances]:

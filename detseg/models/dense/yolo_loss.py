@@ -85,8 +85,9 @@ def responsible_predictor(pred_boxes: Tensor, target_boxes: Tensor) -> tuple[Ten
 
 
 def yolo_losses(grid: Tensor, targets: CellTargets, boxes_per_cell: int, input_hw: tuple[int, int],
-                lambda_coord: float, lambda_noobj: float) -> dict[str, Tensor]:
-    """The paper's five sum-squared terms, each divided by the number of images."""
+                lambda_coord: float, lambda_noobj: float, class_weights: Tensor | None = None) -> dict[str, Tensor]:
+    """The paper's five sum-squared terms, each divided by the number of images; ``class_weights`` [C]
+    scales each object cell's class term by its class's weight."""
     num_images, cells = grid.shape[0], grid.shape[1]
     preds = grid[..., : boxes_per_cell * 5].reshape(num_images, cells, cells, boxes_per_cell, 5)
     probs = grid[..., boxes_per_cell * 5 :]
@@ -97,11 +98,14 @@ def yolo_losses(grid: Tensor, targets: CellTargets, boxes_per_cell: int, input_h
     wanted = targets.coords.unsqueeze(-2).expand_as(preds[..., :4])[responsible]
     confidence = preds[..., 4]
     one_hot = F.one_hot(targets.labels, probs.shape[-1]).to(probs.dtype)
+    class_error = (probs - one_hot).pow(2)
+    if class_weights is not None:
+        class_error = class_error * class_weights[targets.labels].unsqueeze(-1)
     return {
         "loss_yolo_xy": lambda_coord * (coords[:, :2] - wanted[:, :2]).pow(2).sum() / num_images,
         "loss_yolo_wh": lambda_coord * (coords[:, 2:] - wanted[:, 2:]).pow(2).sum() / num_images,
         # the confidence target is the IoU of the predicted box with the object it is responsible for
         "loss_yolo_obj": (confidence[responsible] - iou[responsible]).pow(2).sum() / num_images,
         "loss_yolo_noobj": lambda_noobj * confidence[~responsible].pow(2).sum() / num_images,
-        "loss_yolo_cls": (probs - one_hot)[targets.has_object].pow(2).sum() / num_images,
+        "loss_yolo_cls": class_error[targets.has_object].sum() / num_images,
     }

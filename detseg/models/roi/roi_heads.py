@@ -20,14 +20,21 @@ MIN_BOX_SIDE = 1e-2  # detections narrower than this (pixels) are dropped, as to
 
 
 class RoIHeads(nn.Module):
-    """``pooler`` gives [R, C, P, P] maps (or, with a ``flat_dim``, vectors) that ``box_head`` reads."""
+    """``pooler`` gives [R, C, P, P] maps (or, with a ``flat_dim``, vectors) that ``box_head`` reads.
+
+    ``class_weights``: one per class, weighing the box classifier's cross-entropy (torch's weighted mean;
+    background weighs 1); None: unweighted."""
 
     def __init__(self, pooler: nn.Module, box_head: BoxHead, num_classes: int, *,
                  bbox_reg_weights: list[float], fg_iou_thresh: float, bg_iou_thresh: float, bg_iou_low: float,
                  batch_size_per_image: int, positive_fraction: float, add_gt_as_proposals: bool,
-                 smooth_l1_beta: float, score_thresh: float, nms_thresh: float, detections_per_image: int):
+                 smooth_l1_beta: float, score_thresh: float, nms_thresh: float, detections_per_image: int,
+                 class_weights: list[float] | None = None):
         super().__init__()
         self.num_classes = num_classes
+        # not in the state dict: a loss setting, not a weight (checkpoints load into an unweighted model)
+        self.register_buffer("cls_loss_weight", None if class_weights is None else
+                             torch.tensor([1.0, *class_weights], dtype=torch.float32), persistent=False)
         self.pooler = pooler
         self.box_head = box_head
         self.box_predictor = BoxPredictor(box_head.out_dim, num_classes)
@@ -52,7 +59,7 @@ class RoIHeads(nn.Module):
     def box_loss(self, features: dict[str, Tensor], rois: list[Tensor], classes: Tensor, targets: Tensor,
                  batch: Batch) -> dict[str, Tensor]:
         logits, deltas = self(features, rois, batch.image_sizes)
-        loss_cls = F.cross_entropy(logits, classes)
+        loss_cls = F.cross_entropy(logits, classes, weight=self.cls_loss_weight)
         positive = classes > 0
         picked = deltas.view(len(deltas), -1, 4)[positive, classes[positive]]
         loss_box = F.smooth_l1_loss(picked, targets[positive], beta=self.smooth_l1_beta, reduction="sum")
