@@ -89,12 +89,17 @@ class OnnxPredictor:
         check_rgb(image)
         chw = image_sample(self.transform, image, index)["image"].numpy()
         input_hw, orig_hw = chw.shape[1:], image.shape[:2]
-        fixed = self.meta.get("input_size")
-        if fixed is not None and list(input_hw) != list(fixed):
-            raise ValueError(f"{self.path} was exported for {fixed[0]}x{fixed[1]} inputs, but the config resizes "
-                             f"this image to {input_hw[0]}x{input_hw[1]}: export with --dynamic, or set "
-                             "data.fixed_size to the export size")
+        require_input_size(self.meta, input_hw, self.path)
         outputs = run_graph(self.session, chw)
         if self.task == "semantic":
             return to_label_map(outputs["logits"], input_hw, orig_hw)
         return to_instances(outputs, input_hw, orig_hw, self.meta.get("mask_threshold", 0.5))
+
+
+def require_input_size(meta: dict, input_hw, path: Path) -> None:
+    """A fixed-size graph (metadata ``input_size``) takes only inputs of that size: one line otherwise."""
+    fixed = meta.get("input_size")
+    if fixed is not None and list(input_hw) != list(fixed):
+        raise ValueError(f"{path} was exported for {fixed[0]}x{fixed[1]} inputs, but the config resizes "
+                         f"this image to {input_hw[0]}x{input_hw[1]}: export with --dynamic, or set "
+                         "data.fixed_size to the export size")
