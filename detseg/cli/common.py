@@ -24,11 +24,12 @@ warnings.formatwarning = _one_line_warning
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Module docstrings keep their line breaks; an option's help ends with its default where it has one
-    (not for on/off flags and options that are unset by default)."""
+    (not for on/off flags and options that are unset or empty by default)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+        unset = action.default in (None, False, argparse.SUPPRESS) or action.default == []
+        shown = not unset and "default" not in text
         return f"{text} (default: %(default)s)" if shown and action.option_strings else text
 
 
