@@ -9,7 +9,7 @@ Whether ``data.format`` suits ``data.task`` is the data layer's check (detseg.da
 from __future__ import annotations
 
 # the architectures whose models are not detectors (their meta-architectures' ``task``)
-_ARCH_TASKS = {"classifier": "classification", "fcn": "semantic"}
+_ARCH_TASKS = {"classifier": "classification", "fcn": "semantic", "unet": "semantic"}
 
 
 def arch_task(arch: str) -> str:

@@ -12,7 +12,7 @@ from typing import Literal
 # so each list must match the code that consumes it (tests/config/test_config_choices.py compares them
 # with the registries). model.backbone.name stays a str: its registry (detseg.models.backbones.BACKBONES)
 # is the place to add a backbone, and config, the floor layer, may not import models to read it.
-Arch = Literal["faster_rcnn", "mask_rcnn", "fast_rcnn", "sppnet", "rcnn", "fcn", "yolo", "ssd", "classifier"]
+Arch = Literal["faster_rcnn", "mask_rcnn", "fast_rcnn", "sppnet", "rcnn", "fcn", "unet", "yolo", "ssd", "classifier"]
 Norm = Literal["bn", "frozen_bn", "gn"]
 NeckName = Literal["none", "fpn", "ssd"]
 ExtraStyle = Literal["vgg", "lite"]
@@ -149,6 +149,13 @@ class RCNNConfig:
 
 
 @dataclass
+class UNetConfig:
+    """U-Net's decoder on the backbone (arch "unet"): maps read deepest first, one width per decoder step."""
+    in_features: list[str] = field(default_factory=lambda: ["s32", "s16", "s8", "s4"])
+    channels: list[int] = field(default_factory=lambda: [128, 64, 32])
+
+
+@dataclass
 class FCNConfig:
     """Semantic segmentation heads (arch "fcn"); they predict num_classes + 1 maps (0 = background)."""
     # "32s" | "16s" | "8s": Long et al., 1x1 score layers and learned bilinear-initialised transposed convs;
@@ -230,6 +237,7 @@ class ModelConfig:
     yolo: YOLOConfig = field(default_factory=YOLOConfig)
     ssd: SSDConfig = field(default_factory=SSDConfig)
     fcn: FCNConfig = field(default_factory=FCNConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
     pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])

@@ -158,12 +158,13 @@ class SegmentationGraph(_Normalise):
 
 
 GRAPHS = {"faster_rcnn": TwoStageGraph, "mask_rcnn": TwoStageGraph, "ssd": DenseGraph, "yolo": DenseGraph,
-          "fcn": SegmentationGraph}
+          "fcn": SegmentationGraph, "unet": SegmentationGraph}
+SEMANTIC_ARCHS = ("fcn", "unet")
 FIXED_SIZE_ONLY = ("ssd", "yolo")  # default boxes / grid cells are laid over one input size
 
 
 def output_names(arch: str) -> list[str]:
-    if arch == "fcn":
+    if arch in SEMANTIC_ARCHS:
         return ["logits"]
     return [*DETECTION_OUTPUTS, "mask_probs"] if arch == "mask_rcnn" else list(DETECTION_OUTPUTS)
 

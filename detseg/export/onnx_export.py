@@ -114,7 +114,7 @@ def _check_semantic_outputs(model, batch: Batch, outputs: dict, mask_threshold: 
 
 
 # model.arch -> how its outputs are compared; every other exportable arch returns detections
-OUTPUT_CHECKS = {"fcn": _check_semantic_outputs}
+OUTPUT_CHECKS = {"fcn": _check_semantic_outputs, "unet": _check_semantic_outputs}
 
 
 def _compare_detections(reference, exported) -> dict[str, float]:

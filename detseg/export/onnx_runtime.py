@@ -72,7 +72,7 @@ class OnnxPredictor:
         self.cfg = config if isinstance(config, Config) else load_config(config)
         self.session = open_session(model_path, threads)
         self.meta = read_metadata(self.session)
-        self.task = "semantic" if self.meta["arch"] == "fcn" else "detection"
+        self.task = "semantic" if self.meta["arch"] in ("fcn", "unet") else "detection"
         self.class_names = self.meta["class_names"]
         self.cfg.model.class_names = self.cfg.model.class_names or self.class_names
         self.cfg.model.num_classes = self.cfg.model.num_classes or len(self.class_names)

@@ -44,7 +44,7 @@ class OnnxModel:
         self.path = Path(path)
         self.session = open_session(path)
         self.meta = read_metadata(self.session)
-        self.task = "semantic" if self.meta["arch"] == "fcn" else "detection"
+        self.task = "semantic" if self.meta["arch"] in ("fcn", "unet") else "detection"
         self.has_masks = self.meta["arch"] == "mask_rcnn"
 
     def eval(self) -> "OnnxModel":

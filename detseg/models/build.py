@@ -32,6 +32,7 @@ from detseg.models.roi.mask_roi_heads import MaskRoIHeads
 from detseg.models.roi.poolers import RoIAlignPooler, RoIPoolPooler, SPPPooler
 from detseg.models.roi.roi_heads import RoIHeads
 from detseg.models.seg.fcn import FCNSkipHead, InterpolationHead
+from detseg.models.seg.unet import UNetHead
 
 
 def choose(registry: dict, key: str, name: str):
@@ -298,6 +299,17 @@ def build_fcn(cfg, num_classes: int) -> Segmentor:
     return Segmentor(backbone, head, aux, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
 
 
+def build_unet(cfg, num_classes: int) -> Segmentor:
+    """U-Net: the backbone as the contracting path, a decoder with skips at every stride it names."""
+    backbone, neck, spec = _backbone_and_neck(cfg)
+    if neck is not None:
+        raise ValueError("model.arch 'unet' reads the backbone directly: set model.neck.name to 'none'")
+    _check_features("model.unet.in_features", cfg.unet.in_features, spec)
+    backbone.compute_only(list(cfg.unet.in_features))
+    head = UNetHead(spec, list(cfg.unet.in_features), list(cfg.unet.channels), num_classes)
+    return Segmentor(backbone, head, None, cfg.pixel_mean, cfg.pixel_std, cfg.size_divisibility)
+
+
 # ---------------------------------------------------------------- one-stage detectors
 
 
@@ -367,7 +379,7 @@ def build_classifier(cfg, num_classes: int) -> Classifier:
 ARCHITECTURES = {
     "faster_rcnn": build_faster_rcnn, "mask_rcnn": build_mask_rcnn,
     "fast_rcnn": build_fast_rcnn, "sppnet": build_sppnet, "rcnn": build_rcnn,
-    "fcn": build_fcn, "yolo": build_yolo, "ssd": build_ssd, "classifier": build_classifier,
+    "fcn": build_fcn, "unet": build_unet, "yolo": build_yolo, "ssd": build_ssd, "classifier": build_classifier,
 }
 
 

@@ -255,12 +255,12 @@ def test_configs_folder_is_not_empty():
     assert ALL_CONFIGS, "no YAML found under configs/"
 
 
-# semantic models return label maps, not Instances: tests/models/test_seg_configs.py builds configs/fcn;
+# semantic models return label maps, not Instances: tests/models/test_seg_configs.py builds configs/fcn and unet;
 # one-stage models have no RoI heads: tests/models/test_dense_configs.py builds configs/yolo and configs/ssd;
 # classifiers: tests/models/test_classifier_model.py builds configs/classification
 BCCD_DATA = ["data.train.root=data/bccd", "data.train.split=trainval", "data.val.root=data/bccd",
              "data.val.split=test"]
-DETECTION_CONFIGS = [p for p in ALL_CONFIGS if p.parent.name not in ("fcn", "yolo", "ssd", "classification")]
+DETECTION_CONFIGS = [p for p in ALL_CONFIGS if p.parent.name not in ("fcn", "unet", "yolo", "ssd", "classification")]
 
 
 @pytest.mark.parametrize("path", DETECTION_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))

@@ -1,4 +1,4 @@
-"""Every config under configs/fcn builds and predicts a label map for a tiny image on the CPU."""
+"""Every config under configs/fcn and configs/unet builds and predicts a label map for a tiny image on the CPU."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from detseg.models.build import build_model
 from detseg.structures import Batch
 
 REPO = Path(__file__).resolve().parents[2]
-FCN_CONFIGS = sorted((REPO / "configs" / "fcn").glob("*.yaml"))
+FCN_CONFIGS = sorted((REPO / "configs" / "fcn").glob("*.yaml")) + sorted((REPO / "configs" / "unet").glob("*.yaml"))
 
 
 def test_fcn_configs_exist():
@@ -22,7 +22,7 @@ def test_fcn_configs_exist():
 @pytest.mark.parametrize("path", FCN_CONFIGS, ids=lambda p: p.name)
 def test_fcn_config_builds_and_predicts(path):
     cfg = load_config(path, ["model.backbone.weights=null"])  # no network in tests
-    assert cfg.model.arch == "fcn" and cfg.data.task == "semantic"
+    assert cfg.model.arch in ("fcn", "unet") and cfg.data.task == "semantic"
     num_classes = cfg.model.num_classes or 3
     torch.manual_seed(0)
     model = build_model(cfg.model, num_classes).eval()
