@@ -56,14 +56,14 @@ def build_backbone(cfg) -> Backbone:
     """cfg: ``model.backbone``."""
     key = registry_key(cfg.name)
     make = choose(BACKBONES, "model.backbone.name", key)
-    if key != cfg.name:  # a source prefix: its entry takes the model name after it ("timm/resnet18d")
+    if key.endswith("/"):  # a source prefix: its entry takes the model name after it ("timm/resnet18d")
         make = partial(make, cfg.name[len(key):])
     # a detseg run's checkpoint (e.g. a pre-trained classifier) is loaded after building, so it also
     # fits the width-scaled backbones that torchvision has no weights for
     from_run = training_checkpoint(cfg.weights)
     kwargs = dict(weights=None if from_run else cfg.weights, norm=cfg.norm, freeze_at=cfg.freeze_at, width=cfg.width)
     if any(getattr(cfg, "dilation", ())):
-        if not cfg.name.startswith("resnet"):
+        if not cfg.name.startswith(("resnet", "se_resne")):
             raise ValueError(f"model.backbone.dilation is for ResNets only, not '{cfg.name}'")
         kwargs["dilation"] = cfg.dilation
     backbone = make(**kwargs)

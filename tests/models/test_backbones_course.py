@@ -205,3 +205,12 @@ def test_lenet5_reads_32_pixels_down_to_one_cell():
     with torch.no_grad():
         assert bb(torch.rand(2, 3, 32, 32))["s4"].shape == (2, 84, 1, 1)
         assert bb(torch.rand(1, 3, 64, 64))["s4"].shape == (1, 84, 9, 9)  # 64 -> 60, 30, 26, 13, 9
+
+
+def test_se_resnet_takes_resnets_dilation():
+    bb = build_backbone(BackboneConfig(name="se_resnet50", width=0.25, dilation=[False, True, True])).eval()
+    assert {k: v.stride for k, v in bb.output_spec().items()} == {"s4": 4, "s8": 8, "s16": 8, "s32": 8}
+    with torch.no_grad():
+        assert bb(torch.rand(1, 3, SIZE, SIZE))["s32"].shape[-2:] == (SIZE // 8, SIZE // 8)
+    with pytest.raises(ValueError, match="model.backbone.dilation is for ResNets only"):
+        build_backbone(BackboneConfig(name="densenet121", width=0.25, dilation=[False, True, True]))
