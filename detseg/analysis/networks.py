@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from detseg.config.schema import BackboneConfig
-from detseg.models.backbones import BACKBONES
+from detseg.models.backbones import BACKBONES, registry_key
 from detseg.models.backbones.alexnet_v1 import INPUT_SIZE as ALEXNET_V1_SIZE
 from detseg.models.backbones.alexnet_v1 import AlexNetV1
 from detseg.models.build import build_backbone, build_model
@@ -40,13 +40,13 @@ def torchvision_classifiers() -> list[str]:
 
 def build_named_network(name: str, with_classifier: bool = False) -> nn.Module:
     """Build on the current default device (``with torch.device("meta")`` builds in no time and memory)."""
-    if name in BACKBONES and not with_classifier:
+    if registry_key(name) in BACKBONES and not with_classifier:  # timm/<model> too
         return build_backbone(BackboneConfig(name=name))
     if name in _OWN_CLASSIFIERS:
         return _OWN_CLASSIFIERS[name]()
     if name in torchvision_classifiers():
         return torchvision.models.get_model(name, weights=None, **_TV_KWARGS.get(name, {}))
-    if name in BACKBONES:
+    if registry_key(name) in BACKBONES:
         raise ValueError(f"backbone '{name}' has no classification network to add (--with-classifier); "
                          f"summarise it without the flag")
     known = list(BACKBONES) + torchvision_classifiers()

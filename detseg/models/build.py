@@ -9,10 +9,11 @@ from ``solver.class_weights``) weigh the detection families' classification loss
 from __future__ import annotations
 
 import difflib
+from functools import partial
 
 from torch import nn
 
-from detseg.models.backbones import BACKBONES, Backbone
+from detseg.models.backbones import BACKBONES, Backbone, registry_key
 from detseg.models.backbones.transfer import load_backbone_from_checkpoint, training_checkpoint
 from detseg.models.dense.default_boxes import DefaultBoxes, linear_scales
 from detseg.models.dense.ssd_head import SSD_PREDICTORS, SSDHead
@@ -55,13 +56,16 @@ def _check_features(key: str, wanted: list[str], spec: dict) -> None:
 
 def build_backbone(cfg) -> Backbone:
     """cfg: ``model.backbone``."""
-    make = choose(BACKBONES, "model.backbone.name", cfg.name)
+    key = registry_key(cfg.name)
+    make = choose(BACKBONES, "model.backbone.name", key)
+    if key.endswith("/"):  # a source prefix: its entry takes the model name after it ("timm/resnet18d")
+        make = partial(make, cfg.name[len(key):])
     # a detseg run's checkpoint (e.g. a pre-trained classifier) is loaded after building, so it also
     # fits the width-scaled backbones that torchvision has no weights for
     from_run = training_checkpoint(cfg.weights)
     kwargs = dict(weights=None if from_run else cfg.weights, norm=cfg.norm, freeze_at=cfg.freeze_at, width=cfg.width)
     if any(getattr(cfg, "dilation", ())):
-        if not cfg.name.startswith("resnet"):
+        if not cfg.name.startswith(("resnet", "se_resne")):
             raise ValueError(f"model.backbone.dilation is for ResNets only, not '{cfg.name}'")
         kwargs["dilation"] = cfg.dilation
     backbone = make(**kwargs)

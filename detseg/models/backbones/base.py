@@ -128,3 +128,24 @@ def load_local_weights(module: nn.Module, path: Path) -> None:
     real_missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
     if real_missing:
         raise ValueError(f"{path}: backbone weights lack {len(real_missing)} keys, e.g. {real_missing[:3]}")
+
+
+def require_full_width(width: float, name: str) -> None:
+    if width != 1.0:
+        raise ValueError(f"model.backbone.width must be 1.0 for {name} (its definition has no width multiplier)")
+
+
+def refuse_scaled_weights(width: float, weights: str | None) -> None:
+    if width != 1.0 and weights is not None:
+        raise ValueError(f"model.backbone.weights needs model.backbone.width 1.0, got {width}: "
+                         "weights exist for the full width, see configs/faster_rcnn/custom_pretrained.yaml")
+
+
+def apply_norm_choice(module: nn.Module, norm: str, name: str) -> nn.Module:
+    """For torchvision definitions that take no ``norm_layer``: "bn" keeps their BatchNorm, "frozen_bn"
+    freezes it in place; GroupNorm would need a different definition."""
+    norm_layer_factory(norm)  # an unknown name: the one message every backbone gives
+    if norm == "gn":
+        raise ValueError(f"model.backbone.norm 'gn' is not available for {name} (torchvision's definition "
+                         "takes no norm layer); use bn or frozen_bn")
+    return freeze_batch_norm(module) if norm == "frozen_bn" else module

@@ -6,7 +6,8 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from detseg.models.backbones.base import (
-    Backbone, freeze_modules, load_local_weights, norm_layer_factory, resolve_weights, torchvision_model,
+    Backbone, freeze_modules, load_local_weights, norm_layer_factory, refuse_scaled_weights, resolve_weights,
+    torchvision_model,
 )
 from detseg.models.layers.features import FeatureSpec, stride_key
 from detseg.models.backbones.folded_norm import conv_norm, fold_norms_at_call
@@ -30,22 +31,8 @@ class ResNetBackbone(Backbone):
 
     def __init__(self, name: str, weights=None, norm="bn", freeze_at=0, width=1.0, dilation=None):
         super().__init__()
-        block, layers = _DEPTHS[name]
-        norm_layer = norm_layer_factory(norm)
         dilation = list(dilation or [False, False, False])
-        if any(dilation) and block is BasicBlock:
-            raise ValueError(f"model.backbone.dilation needs a Bottleneck ResNet (resnet50/101), not {name}")
-        if width == 1.0:
-            enum, local = resolve_weights(name, weights)
-            net = torchvision_model(name, enum, norm_layer=norm_layer,
-                                                    replace_stride_with_dilation=dilation)
-            if local is not None:
-                load_local_weights(net, local)
-        else:
-            if weights is not None:
-                raise ValueError(f"model.backbone.weights needs model.backbone.width 1.0, got {width}: "
-                                 "weights exist for the full width, see configs/faster_rcnn/custom_pretrained.yaml")
-            net = _scaled_resnet(block, layers, width, norm_layer, dilation)
+        net = self._make_net(name, weights, norm_layer_factory(norm), width, dilation)
         fold_norms_at_call(net)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -59,6 +46,20 @@ class ResNetBackbone(Backbone):
 
     def output_spec(self) -> dict[str, FeatureSpec]:
         return dict(self._spec)
+
+    def _make_net(self, name, weights, norm_layer, width, dilation) -> torchvision.models.ResNet:
+        """torchvision's ResNet of that name (its weights at width 1.0), or a width-scaled one."""
+        block, layers = _DEPTHS[name]
+        if any(dilation) and block is BasicBlock:
+            raise ValueError(f"model.backbone.dilation needs a Bottleneck ResNet (resnet50/101), not {name}")
+        if width == 1.0:
+            enum, local = resolve_weights(name, weights)
+            net = torchvision_model(name, enum, norm_layer=norm_layer, replace_stride_with_dilation=dilation)
+            if local is not None:
+                load_local_weights(net, local)
+            return net
+        refuse_scaled_weights(width, weights)
+        return scaled_resnet(block, layers, width, norm_layer, dilation)
 
     def _stages(self) -> tuple[nn.Module, ...]:
         return self.layer1, self.layer2, self.layer3, self.layer4
@@ -93,9 +94,10 @@ def _real_strides(dilation: list[bool]) -> list[int]:
     return strides
 
 
-def _scaled_resnet(block, layers, width, norm_layer, dilation=(False, False, False)):
+def scaled_resnet(block, layers, width, norm_layer, dilation=(False, False, False), groups=1, width_per_group=64):
     """torchvision's ResNet with every stage's width multiplied: 0.5 halves channels (~4x fewer FLOPs)."""
-    net = torchvision.models.ResNet(block, layers, norm_layer=norm_layer)
+    net = torchvision.models.ResNet(block, layers, groups=groups, width_per_group=width_per_group,
+                                    norm_layer=norm_layer)
     base = max(8, int(round(64 * width)))
     net.inplanes, net.dilation = base, 1
     net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
