@@ -64,11 +64,32 @@ def _run_shape_crops(args: argparse.Namespace) -> None:
     print(f"wrote {args.output_dir} in {time.perf_counter() - start:.1f} s")
 
 
+def _add_digits_parser(subparsers) -> None:
+    parser = subparsers.add_parser("digits", formatter_class=common.HelpFormatter,
+                                   help="scikit-learn's 8x8 handwritten digits, upsampled, ImageFolder layout "
+                                        "(LeNet-5: configs/classification/digits_lenet5.yaml)")
+    parser.add_argument("--output-dir", required=True, type=Path, help="output folder")
+    parser.add_argument("--input-size", type=int, default=32, help="side of the upsampled images, px")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each digit held out")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same split")
+    parser.set_defaults(func=_run_digits)
+
+
+def _run_digits(args: argparse.Namespace) -> None:
+    from detseg.data.datasets.digits import write_digits
+
+    summary = write_digits(args.output_dir, args.input_size, args.val_fraction, args.seed)
+    for split, counts in summary.items():
+        print(f"{split}: {sum(counts.values())} images of {len(counts)} digits")
+    print(f"wrote {args.output_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.parser(__doc__)
-    subparsers = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET", help="shapes or shape-crops")
+    subparsers = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET", help="shapes, shape-crops or digits")
     _add_shapes_parser(subparsers)
     _add_shape_crops_parser(subparsers)
+    _add_digits_parser(subparsers)
     args = parser.parse_args(argv)
     args.func(args)
     return 0
