@@ -129,7 +129,7 @@ def _truncated(path: Path) -> bool:
 def check_coco(ann_file: str | Path, img_dir: str | Path, category_ids: list[int] | None = None,
                decode: bool = False) -> Report:
     report = Report(str(ann_file))
-    data = _read_json(Path(ann_file))
+    data = read_coco_json(Path(ann_file))
     cats = {c.get("id"): c.get("name", str(c.get("id"))) for c in data.get("categories", []) if isinstance(c, dict)}
     known = set(cats) if category_ids is None else set(cats) & {int(c) for c in category_ids}
     images = _check_coco_images(data["images"], Path(img_dir), report, decode)
@@ -143,7 +143,8 @@ def check_coco(ann_file: str | Path, img_dir: str | Path, category_ids: list[int
     return report
 
 
-def _read_json(path: Path) -> dict:
+def read_coco_json(path: Path) -> dict:
+    """A COCO instances file, or a one-line DatasetError naming it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

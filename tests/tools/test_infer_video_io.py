@@ -146,5 +146,6 @@ def test_predictions_carry_the_datasets_category_ids(checkpoint, tmp_path):
     assert record["category_ids"] == [ids[label] for label in record["labels"]]
     assert record["class_names"] == [["a", "b", "c"][label] for label in record["labels"]]
     plain = _infer(checkpoint, tmp_path / "out_plain", tmp_path / "x.jpg")  # no ids of its own: 1..K
+    assert plain.returncode == 0, plain.stderr
     record = json.loads((tmp_path / "out_plain" / "predictions.json").read_text())[0]
     assert record["category_ids"] == [label + 1 for label in record["labels"]]

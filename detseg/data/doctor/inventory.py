@@ -7,7 +7,6 @@ here; nothing is written.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from detseg.data.autosize import SizeStats
-from detseg.data.errors import DatasetError
+from detseg.data.check import read_coco_json
 
 
 @dataclass
@@ -77,7 +76,7 @@ def _coco_inventory(data_cfg, split: str) -> SplitInventory:
     from detseg.data.datasets.coco import CocoDetection
 
     split_cfg = getattr(data_cfg, split)
-    raw = _read_coco(Path(split_cfg.ann_file))
+    raw = read_coco_json(Path(split_cfg.ann_file))
     per_image = Counter(a.get("image_id") for a in raw.get("annotations", []))
     images = [ImageEntry(str(e.get("file_name")), Path(split_cfg.img_dir) / str(e.get("file_name")), e.get("id"),
                          per_image[e.get("id")]) for e in raw["images"] if isinstance(e, dict)]
@@ -87,16 +86,6 @@ def _coco_inventory(data_cfg, split: str) -> SplitInventory:
     dataset = _quietly(lambda: CocoDetection(split_cfg.ann_file, split_cfg.img_dir, None, data_cfg.category_ids,
                                              on_bad_sample="skip"))
     return SplitInventory(split, split_cfg.ann_file, images, used, defined, cats, _stats(dataset, None))
-
-
-def _read_coco(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read COCO json ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DatasetError(f"{path}: not a COCO instances file (needs an 'images' list)")
-    return data
 
 
 def _stats(dataset, keep_labels: list[int] | None) -> SizeStats | None:

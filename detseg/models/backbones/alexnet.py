@@ -1,7 +1,7 @@
 """AlexNet (torchvision's single-GPU variant): conv5 at stride 16 and its pool at stride 32."""
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from detseg.models.backbones.base import (
     Backbone, freeze_first_convs, load_local_weights, resolve_weights, torchvision_model,

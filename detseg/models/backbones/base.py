@@ -120,6 +120,19 @@ def download_failure_message(enum, exc: Exception) -> str:
             f"TORCH_HOME={home}), or set model.backbone.weights to a local file")
 
 
+def torchvision_or_scaled(name: str, weights: str | None, width: float, scaled) -> nn.Module:
+    """torchvision's ``name`` with its weights (an enum or a local file) at width 1.0, else ``scaled()``:
+    the width-scaled definition, which has no published weights."""
+    refuse_scaled_weights(width, weights)
+    if width != 1.0:
+        return scaled()
+    enum, local = resolve_weights(name, weights)
+    net = torchvision_model(name, enum)
+    if local is not None:
+        load_local_weights(net, local)
+    return net
+
+
 def load_local_weights(module: nn.Module, path: Path) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

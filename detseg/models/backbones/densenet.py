@@ -11,9 +11,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from detseg.models.backbones.base import (
-    apply_norm_choice, load_local_weights, refuse_scaled_weights, resolve_weights, torchvision_model,
-)
+from detseg.models.backbones.base import apply_norm_choice, torchvision_or_scaled
 from detseg.models.backbones.chain import ChainBackbone
 
 # name: (growth rate k, layers per block, stem channels k0), as torchvision's builders
@@ -28,15 +26,9 @@ DENSENETS = {
 class DenseNetBackbone(ChainBackbone):
     def __init__(self, name="densenet121", weights=None, norm="bn", freeze_at=0, width=1.0):
         super().__init__()
-        refuse_scaled_weights(width, weights)
-        if width == 1.0:
-            enum, local = resolve_weights(name, weights)
-            net = torchvision_model(name, enum)
-            if local is not None:
-                load_local_weights(net, local)
-        else:
-            growth, blocks, stem = DENSENETS[name]
-            net = torchvision.models.DenseNet(max(1, round(growth * width)), blocks, max(8, round(stem * width)))
+        growth, blocks, stem = DENSENETS[name]
+        net = torchvision_or_scaled(name, weights, width, lambda: torchvision.models.DenseNet(
+            max(1, round(growth * width)), blocks, max(8, round(stem * width))))
         self.features = apply_norm_choice(net.features, norm, name)
         self.relu5 = nn.ReLU(inplace=True)  # torchvision's F.relu after norm5
         self.set_chain(_paths("features.", ["conv0", "norm0", "relu0", "pool0"]), _stages(), freeze_at)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import torchvision
 
-from detseg.models.backbones.base import (
-    apply_norm_choice, load_local_weights, refuse_scaled_weights, resolve_weights, torchvision_model,
-)
+from detseg.models.backbones.base import apply_norm_choice, torchvision_or_scaled
 from detseg.models.backbones.chain import ChainBackbone
 
 ALPHAS = {"mnasnet0_5": 0.5, "mnasnet1_0": 1.0}
@@ -19,14 +17,7 @@ ALPHAS = {"mnasnet0_5": 0.5, "mnasnet1_0": 1.0}
 class MNASNetBackbone(ChainBackbone):
     def __init__(self, name="mnasnet1_0", weights=None, norm="bn", freeze_at=0, width=1.0):
         super().__init__()
-        refuse_scaled_weights(width, weights)
-        if width == 1.0:
-            enum, local = resolve_weights(name, weights)
-            net = torchvision_model(name, enum)
-            if local is not None:
-                load_local_weights(net, local)
-        else:
-            net = torchvision.models.MNASNet(ALPHAS[name] * width)
+        net = torchvision_or_scaled(name, weights, width, lambda: torchvision.models.MNASNet(ALPHAS[name] * width))
         self.layers = apply_norm_choice(net.layers, norm, name)
         stem = [f"layers.{i}" for i in range(9)]
         stages = [["layers.9"], ["layers.10", "layers.11"], [f"layers.{i}" for i in range(12, 17)]]

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
-from detseg.models.layers.features import FeatureSpec
 from detseg.models.roi.threaded_roi_ops import as_rois, threaded_roi_align, threaded_roi_pool
 
 
