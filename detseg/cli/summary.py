@@ -7,7 +7,7 @@ CONFIG: the config's whole model (random weights) in predict mode on one synthet
 (default: data.min_size_test square); R-CNN, SPPnet and Fast R-CNN get --proposals random boxes.
 --backbone: a detseg backbone (alexnet_v1, vgg16, resnet50, ...: what a detector builds on), or with
 --with-classifier its full ImageNet classification network; any other torchvision classification name
-(vgg19, googlenet, mobilenet_v3_large, ...) is summarised whole. Default input: 224 (alexnet_v1: 227).
+(vgg19, inception_v3, resnet152, ...) is summarised whole. Default input: 224 (alexnet_v1: 227).
 A named network runs on PyTorch's meta device: shapes, parameters and FLOPs need no values, so even
 VGG-19 takes no time or memory; a config's model runs on the CPU (its post-processing reads values).
 

@@ -159,7 +159,12 @@ class SegmentationGraph(_Normalise):
 
 GRAPHS = {"faster_rcnn": TwoStageGraph, "mask_rcnn": TwoStageGraph, "ssd": DenseGraph, "yolo": DenseGraph,
           "fcn": SegmentationGraph, "unet": SegmentationGraph}
-SEMANTIC_ARCHS = ("fcn", "unet")
+SEMANTIC_ARCHS = ("fcn", "unet")  # graphs that output per-pixel logits; the others output detections
+
+
+def graph_task(arch: str) -> str:
+    """What an exported graph of ``arch`` predicts: "semantic" (logits) or "detection" (boxes)."""
+    return "semantic" if arch in SEMANTIC_ARCHS else "detection"
 FIXED_SIZE_ONLY = ("ssd", "yolo")  # default boxes / grid cells are laid over one input size
 
 

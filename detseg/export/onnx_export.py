@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from detseg.export.graphs import FIXED_SIZE_ONLY, export_graph, output_names
+from detseg.export.graphs import FIXED_SIZE_ONLY, SEMANTIC_ARCHS, export_graph, output_names
 from detseg.export.onnx_runtime import META_PREFIX, open_session, run_graph, to_instances
 from detseg.structures import Batch
 
@@ -114,7 +114,7 @@ def _check_semantic_outputs(model, batch: Batch, outputs: dict, mask_threshold: 
 
 
 # model.arch -> how its outputs are compared; every other exportable arch returns detections
-OUTPUT_CHECKS = {"fcn": _check_semantic_outputs, "unet": _check_semantic_outputs}
+OUTPUT_CHECKS = {arch: _check_semantic_outputs for arch in SEMANTIC_ARCHS}
 
 
 def _compare_detections(reference, exported) -> dict[str, float]:

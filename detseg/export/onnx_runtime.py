@@ -15,6 +15,7 @@ from detseg.config import Config, load_config
 from detseg.models.layers.postprocess import instances_to_original, label_map_to_original
 from detseg.app.predictor import check_rgb, eval_transform, image_sample
 from detseg.structures import Instances
+from detseg.export.graphs import graph_task
 
 META_PREFIX = "detseg."
 
@@ -72,7 +73,7 @@ class OnnxPredictor:
         self.cfg = config if isinstance(config, Config) else load_config(config)
         self.session = open_session(model_path, threads)
         self.meta = read_metadata(self.session)
-        self.task = "semantic" if self.meta["arch"] in ("fcn", "unet") else "detection"
+        self.task = graph_task(self.meta["arch"])
         self.class_names = self.meta["class_names"]
         self.cfg.model.class_names = self.cfg.model.class_names or self.class_names
         self.cfg.model.num_classes = self.cfg.model.num_classes or len(self.class_names)

@@ -24,6 +24,7 @@ import torch
 from detseg.app.evaluate import evaluate
 from detseg.config import Config
 from detseg.data.build import build_dataset
+from detseg.export.graphs import graph_task
 from detseg.export.onnx_runtime import (open_session, read_metadata, require_input_size, run_graph, to_instances,
                                           to_label_map)
 
@@ -44,7 +45,7 @@ class OnnxModel:
         self.path = Path(path)
         self.session = open_session(path)
         self.meta = read_metadata(self.session)
-        self.task = "semantic" if self.meta["arch"] in ("fcn", "unet") else "detection"
+        self.task = graph_task(self.meta["arch"])
         self.has_masks = self.meta["arch"] == "mask_rcnn"
 
     def eval(self) -> "OnnxModel":
