@@ -58,7 +58,10 @@ def _model(family: str, name: str, width: float):
 def test_backbone_under_head_family_trains_and_predicts(name, width, family):
     if name.startswith("timm/"):
         pytest.importorskip("timm")
-    arch, model = _model(family, name, width)
+    _assert_trains_and_predicts(*_model(family, name, width))
+
+
+def _assert_trains_and_predicts(arch: str, model) -> None:
     batch = _batch(arch)
     losses = model.train()(batch, mode="loss")
     assert losses and all(v.dim() == 0 and math.isfinite(v.item()) for v in losses.values()), losses
@@ -70,6 +73,29 @@ def test_backbone_under_head_family_trains_and_predicts(name, width, family):
         assert [p.shape for p in preds] == [(SIZE, SIZE)] * 2
     else:
         assert len(preds) == 2 and all(isinstance(p, Instances) for p in preds)
+
+
+# A ViT gives one stride-16 map (tests/models/test_backbones_timm.py): each family reads that one map, SSD
+# with two extra layers above it; an FPN over a single map is not offered
+VIT_FAMILIES = {
+    "faster_rcnn_single_map": [],
+    "ssd": ["model.backbone.out_features=[s16]", "model.neck.extra_channels=[128, 128]",
+            "model.neck.extra_strides=[2, 2]", "model.ssd.in_features=[s16, s32, s64]",
+            "model.ssd.aspect_ratios=[[2], [2, 3], [2]]"],
+    "yolo": [],
+    "fcn": ["model.fcn.variant=32s", "model.fcn.in_features=[s16]"],  # one map, upsampled by its stride
+    "classifier": [],
+}
+
+
+@pytest.mark.parametrize("family", list(VIT_FAMILIES))
+def test_vision_transformer_under_head_family_trains_and_predicts(family):
+    pytest.importorskip("timm")
+    path, extra = FAMILIES[family]
+    cfg = load_config(path, ["model.backbone.name=timm/vit_tiny_patch16_224", "model.backbone.width=1.0",
+                             "model.backbone.weights=null", *extra, *VIT_FAMILIES[family]])
+    torch.manual_seed(0)
+    _assert_trains_and_predicts(cfg.model.arch, build_model(cfg.model, NUM_CLASSES))
 
 
 def test_lenet5_classifies_32_pixel_images():

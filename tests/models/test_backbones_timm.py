@@ -57,6 +57,27 @@ def test_vit_features_only_keeps_the_deepest_block_at_its_one_stride():
         assert bb(torch.rand(1, 3, 224, 224))["s16"].shape == (1, 192, 14, 14)
 
 
+def test_vit_reads_any_input_size_and_matches_timms_fixed_size_model_at_224():
+    bb = _backbone("timm/vit_tiny_patch16_224").eval()
+    fixed = timm.create_model("vit_tiny_patch16_224", features_only=True).eval()
+    fixed.load_state_dict(bb.body.state_dict())
+    image = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(bb(image)["s16"], fixed(image)[-1], atol=1e-5)
+        assert bb(torch.rand(2, 3, 96, 160))["s16"].shape == (2, 192, 6, 10)  # a detector's padded batch
+
+
+def test_swin_maps_come_channels_first_like_every_other_backbone():
+    bb = _backbone("timm/swin_tiny_patch4_window7_224").eval()
+    image = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        out, reference = bb(image), bb.body(image)  # timm gives Swin's stages as NHWC
+    assert [(k, v.channels) for k, v in bb.output_spec().items()] == [("s4", 96), ("s8", 192), ("s16", 384), ("s32", 768)]
+    for (key, spec), nhwc in zip(bb.output_spec().items(), reference):
+        assert out[key].shape == (1, spec.channels, 224 // spec.stride, 224 // spec.stride)
+        assert torch.equal(out[key], nhwc.permute(0, 3, 1, 2))
+
+
 @pytest.mark.parametrize("name, channels", [("timm/nasnetalarge", [96, 168, 1008, 2016, 4032]),
                                             ("timm/pnasnet5large", [96, 270, 1080, 2160, 4320])])
 def test_nasnet_and_pnasnet_come_from_timm(name, channels):

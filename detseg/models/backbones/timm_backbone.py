@@ -43,6 +43,8 @@ class TimmBackbone(Backbone):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         maps = self.body(images)
+        if str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC"):  # Swin's stages are channels-last
+            maps = [m.permute(0, 3, 1, 2) for m in maps]
         return {key: maps[i] for i, key in self._outputs.items()}
 
 
@@ -62,19 +64,30 @@ def _import_timm(model_name: str):
 
 def _create(timm, model_name: str, weights: str | None) -> nn.Module:
     if weights is None:
-        return timm.create_model(model_name, features_only=True, pretrained=False)
+        return _features_only(timm, model_name, pretrained=False)
     if Path(weights).is_file():  # timm maps the full model's state dict onto the feature extractor
-        return timm.create_model(model_name, features_only=True, pretrained=True,
-                                 pretrained_cfg_overlay=dict(file=str(weights)))
+        return _features_only(timm, model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)))
     tagged = model_name if weights == "DEFAULT" else f"{model_name}.{weights}"
     try:
-        return timm.create_model(tagged, features_only=True, pretrained=True)
+        return _features_only(timm, tagged, pretrained=True)
     except RuntimeError as exc:  # "Invalid pretrained tag"
         tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"{model_name}.*")]
         raise ValueError(f"model.backbone.weights '{weights}' is neither a file nor a timm pretrained tag of "
                          f"{model_name} (DEFAULT, {', '.join(tags) or 'none'}): {exc}") from None
     except OSError as exc:  # no network: the hub's LocalEntryNotFoundError, urllib's URLError
         raise WeightsDownloadError(_download_message(timm, tagged, exc)) from None
+
+
+def _features_only(timm, name: str, **kwargs) -> nn.Module:
+    """The feature extractor; a vision transformer is asked for ``dynamic_img_size`` so that it reads any
+    input size as the other heads' images come (its position embedding resampled), not only its 224 px.
+    Only transformers take that argument: a CNN's constructor refuses it, and is then built without."""
+    try:
+        return timm.create_model(name, features_only=True, dynamic_img_size=True, **kwargs)
+    except TypeError as exc:
+        if "dynamic_img_size" not in str(exc):
+            raise
+    return timm.create_model(name, features_only=True, **kwargs)
 
 
 def _download_message(timm, tagged: str, exc: Exception) -> str:
