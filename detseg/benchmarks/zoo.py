@@ -62,6 +62,56 @@ METHOD_NOTES = {
 }
 
 
+# The backbone axis: Faster R-CNN's shapes config (FPN over s8/s16/s32, from scratch) with each backbone at
+# the width given; widths of 0.5 keep the deep networks near the default's cost on a CPU budget
+BACKBONE_AXIS = {
+    "resnet18": 0.5,  # the shapes configs' own backbone: the axis' reference
+    "mobilenet_v3_large": 1.0,
+    "googlenet": 1.0,  # torchvision's definition has no width
+    "densenet121": 0.5,
+    "se_resnet50": 0.5,
+    "mnasnet1_0": 1.0,
+    "timm/efficientnet_b0": 1.0,  # timm's networks come at their own width
+}
+BACKBONE_AXIS_CONFIG = "configs/faster_rcnn/shapes.yaml"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One row of the zoo: a config, what it is called and why it differs, and its own overrides."""
+    key: str  # the report's "arch" and the run folder's name
+    config: str
+    title: str
+    note: str
+    overrides: tuple[str, ...] = ()
+    axis: str = "architecture"  # or "backbone": Faster R-CNN with another backbone
+
+
+def architecture_entry(arch: str) -> ZooEntry:
+    return ZooEntry(arch, ZOO_CONFIGS[arch], TITLES[arch], METHOD_NOTES[arch])
+
+
+def backbone_entry(name: str) -> ZooEntry:
+    width = BACKBONE_AXIS[name]
+    title = name + (f" x{width:g}" if width != 1.0 else "")
+    return ZooEntry(f"backbone_{name.replace('/', '_')}", BACKBONE_AXIS_CONFIG, title,
+                    "Faster R-CNN, FPN over s8/s16/s32", (f"model.backbone.name={name}", f"model.backbone.width={width}"),
+                    axis="backbone")
+
+
+def zoo_entries(archs: list[str], backbones: list[str] = ()) -> list[ZooEntry]:
+    """The rows to run, in table order: architectures, then the backbone axis."""
+    unknown = [a for a in archs if a not in ZOO_CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ZOO_CONFIGS)}")
+    unknown = [b for b in backbones if b not in BACKBONE_AXIS]
+    if unknown:
+        raise ValueError(f"unknown backbone(s) {', '.join(unknown)} for the zoo's backbone axis; choose from "
+                         f"{', '.join(BACKBONE_AXIS)}")
+    return ([architecture_entry(a) for a in sorted(set(archs), key=list(ZOO_CONFIGS).index)]
+            + [backbone_entry(b) for b in sorted(set(backbones), key=list(BACKBONE_AXIS).index)])
+
+
 class ZooError(RuntimeError):
     """An architecture of the zoo that did not train or could not be measured."""
 
@@ -79,23 +129,22 @@ class ZooSettings:
     overrides: list[str] = field(default_factory=list)  # key=value for every architecture, last
 
 
-def run_zoo(archs: list[str], settings: ZooSettings, log=print) -> dict:
-    """Train, evaluate and measure each of ``archs``; the report that zoo_report writes out. An architecture
-    that fails is reported (``error``) and the others still run."""
-    unknown = [a for a in archs if a not in ZOO_CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ZOO_CONFIGS)}")
+def run_zoo(archs: list[str], settings: ZooSettings, log=print, backbones: list[str] = ()) -> dict:
+    """Train, evaluate and measure each of ``archs``, then Faster R-CNN with each of ``backbones``; the
+    report that zoo_report writes out. A row that fails is reported (``error``) and the others still run."""
+    entries = zoo_entries(archs, backbones)
     ensure_shapes_data(settings.data_root, log)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     load_before, rows = os.getloadavg()[0], []
-    for arch in sorted(set(archs), key=list(ZOO_CONFIGS).index):
+    for entry in entries:
         try:
-            rows.append(run_arch(arch, settings, log))
+            rows.append(run_entry(entry, settings, log))
         except (ZooError, ValueError, OSError) as exc:
-            log(f"[zoo] {arch} failed: {exc}")
-            rows.append({"arch": arch, "title": TITLES[arch], "config": ZOO_CONFIGS[arch], "error": str(exc)})
-    mark_shared_backbone(rows)
+            log(f"[zoo] {entry.key} failed: {exc}")
+            rows.append({"arch": entry.key, "title": entry.title, "config": entry.config, "axis": entry.axis,
+                         "error": str(exc)})
+    mark_shared_backbone([r for r in rows if r["axis"] == "architecture"])
     budget = {"iters": settings.iters} if settings.iters else {"minutes": settings.minutes}
     # other jobs on the CPU slow every figure here, and oversubscribed threads slow it many times over
     return {"data_root": str(settings.data_root), **budget, "timed_images": settings.images,
@@ -115,17 +164,16 @@ def ensure_shapes_data(root: Path, log) -> None:
     generate_shapes_dataset(root)
 
 
-def run_arch(arch: str, settings: ZooSettings, log) -> dict:
-    config = ZOO_CONFIGS[arch]
-    overrides = arch_overrides(config, settings)
-    cfg = load_config(REPO / config, overrides)
+def run_entry(entry: ZooEntry, settings: ZooSettings, log) -> dict:
+    overrides = arch_overrides(entry.config, settings, entry.overrides)
+    cfg = load_config(REPO / entry.config, overrides)
     cache_s = build_proposal_cache(cfg, settings, log)
-    run_dir = settings.output_dir / "runs" / arch
-    log(f"[zoo] {arch}: training {budget_text(settings)} (log: {run_dir / 'train.log'})")
-    train(config, overrides, run_dir, settings.threads)
-    row = measure_run(arch, run_dir, settings)
+    run_dir = settings.output_dir / "runs" / entry.key
+    log(f"[zoo] {entry.key}: training {budget_text(settings)} (log: {run_dir / 'train.log'})")
+    train(entry.config, overrides, run_dir, settings.threads)
+    row = measure_run(entry, run_dir, settings)
     row["proposal_cache_minutes"] = None if cache_s is None else cache_s / 60
-    log(f"[zoo] {arch}: {row_summary(row)}")
+    log(f"[zoo] {entry.key}: {row_summary(row)}")
     return row
 
 
@@ -133,9 +181,10 @@ def budget_text(settings: ZooSettings) -> str:
     return f"{settings.iters} iterations" if settings.iters else f"{settings.minutes} min"
 
 
-def arch_overrides(config: str, settings: ZooSettings) -> list[str]:
-    """Data, input size, budget and proposal cache of this zoo run, then the user's overrides."""
-    base = load_config(REPO / config)
+def arch_overrides(config: str, settings: ZooSettings, own: tuple[str, ...] = ()) -> list[str]:
+    """The row's own overrides (a backbone), data, input size, budget and proposal cache of this zoo run,
+    then the user's overrides."""
+    base = load_config(REPO / config, list(own))
     out = data_overrides(base, settings.data_root) + size_overrides(base, settings.image_size)
     # every architecture from scratch, so a config that starts from a pre-trained backbone (YOLO and FCN
     # on shapes) is not ahead of the others; the user's overrides can still give one
@@ -147,7 +196,7 @@ def arch_overrides(config: str, settings: ZooSettings) -> list[str]:
     if uses_precomputed(base.model.proposals) and not _is_default_data(settings.data_root):
         # the configs' shared cache holds data/shapes' proposals: another dataset would overwrite them
         out.append(f"model.proposals.cache_dir={settings.output_dir / 'proposals'}")
-    return out + list(settings.overrides)
+    return list(own) + out + list(settings.overrides)
 
 
 def _is_default_data(root: Path) -> bool:
@@ -210,7 +259,7 @@ def train(config: str, overrides: list[str], run_dir: Path, threads: int | None 
         raise ZooError(f"tools/train.py exited with {result.returncode} ({' | '.join(tail)}); see {log_path}")
 
 
-def measure_run(arch: str, run_dir: Path, settings: ZooSettings) -> dict:
+def measure_run(entry: ZooEntry, run_dir: Path, settings: ZooSettings) -> dict:
     """Metrics of the run's final evaluation, its training time, and speed and size of its last.pt."""
     checkpoint = run_dir / "last.pt"
     cfg = load_config(run_dir / "config.yaml")
@@ -225,8 +274,8 @@ def measure_run(arch: str, run_dir: Path, settings: ZooSettings) -> dict:
     summary = summarize(model, batches[0])
     train_seconds, train_iters = logged_steps(run_dir / "metrics.jsonl")
     return {
-        "arch": arch, "title": TITLES[arch], "config": ZOO_CONFIGS[arch], **backbone_of(cfg),
-        "note": METHOD_NOTES[arch], **read_metrics(run_dir / "metrics.json"),
+        "arch": entry.key, "title": entry.title, "config": entry.config, "axis": entry.axis, **backbone_of(cfg),
+        "note": entry.note, **read_metrics(run_dir / "metrics.json"),
         "train_minutes": train_seconds / 60, "train_iters": train_iters,
         "infer_ms": infer_ms, "proposal_ms": proposal_ms,
         "total_ms": infer_ms + (proposal_ms or 0.0),
