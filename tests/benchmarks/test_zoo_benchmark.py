@@ -20,7 +20,8 @@ TITLES = ["Faster R-CNN", "SSD", "FCN-8s"]  # the zoo's table order, whatever or
 @pytest.fixture(scope="module")
 def zoo_run(tmp_path_factory, shapes_root):
     out = tmp_path_factory.mktemp("zoo")
-    cmd = [sys.executable, "tools/benchmark.py", "--zoo", "--archs", "fcn,ssd,faster_rcnn", "--iters", "3",
+    cmd = [sys.executable, "tools/benchmark.py", "--zoo", "--archs", "fcn,ssd,faster_rcnn",
+           "--backbones", "mnasnet1_0,resnet18", "--iters", "3",
            "--limit", "2", "--input-size", "64", "--data-root", str(shapes_root), "--output-dir", str(out),
            "--output", str(out / "copy.json"), "--threads", "1", "data.num_workers=0"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -28,9 +29,21 @@ def zoo_run(tmp_path_factory, shapes_root):
     return out
 
 
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """Each markdown table's body rows (header and rule dropped) as lists of cells."""
+    tables, current = [], None
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current = [] if current is None else current
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current is not None:
+            tables.append(current[2:])
+            current = None
+    return tables
+
+
 def _table_rows(markdown: str) -> list[list[str]]:
-    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]  # no header
+    return _tables(markdown)[0]
 
 
 def test_zoo_table_has_a_numeric_row_per_architecture(zoo_run):
@@ -46,6 +59,28 @@ def test_zoo_table_has_a_numeric_row_per_architecture(zoo_run):
     assert rows[2][4] == "—"  # FCN has no box AP: its mIoU is in the next column
 
 
+def test_zoo_backbone_axis_is_faster_rcnn_with_each_backbone(zoo_run):
+    from detseg.config import load_config
+
+    tables = _tables((zoo_run / "zoo.md").read_text())
+    assert len(tables) == 2
+    assert [r[0] for r in tables[1]] == ["`resnet18 x0.5`", "`mnasnet1_0`"]  # the axis' order
+    for row in tables[1]:
+        assert len(row) == 8 and all(math.isfinite(float(n)) for n in row[1:3] + row[4:7]), row
+    report = json.loads((zoo_run / "zoo.json").read_text())
+    axis = [r for r in report["rows"] if r["axis"] == "backbone"]
+    for row, (name, width) in zip(axis, [("resnet18", 0.5), ("mnasnet1_0", 1.0)]):
+        cfg = load_config(zoo_run / "runs" / row["arch"] / "config.yaml")
+        assert (cfg.model.arch, cfg.model.backbone.name, cfg.model.backbone.width) == ("faster_rcnn", name, width)
+        assert row["train_iters"] == 3 and "shared_backbone" not in row
+    # the axis' reference is the architecture table's own Faster R-CNN: same model, same size
+    faster = next(r for r in report["rows"] if r["arch"] == "faster_rcnn")
+    assert (axis[0]["params"], axis[0]["gflops"]) == (faster["params"], faster["gflops"])
+    assert axis[1]["params"] != faster["params"]
+    image = np.asarray(Image.open(zoo_run / "zoo_backbones.png").convert("L"))
+    assert image.shape[0] > 200 and len(np.unique(image)) > 10
+
+
 def test_zoo_json_is_finite_and_matches_the_runs(zoo_run):
     from detseg.config import load_config
     from detseg.models.build import build_model
@@ -53,7 +88,7 @@ def test_zoo_json_is_finite_and_matches_the_runs(zoo_run):
     report = json.loads((zoo_run / "zoo.json").read_text())
     assert report == json.loads((zoo_run / "copy.json").read_text())
     assert report["threads"] == 1 and report["iters"] == 3 and all(math.isfinite(v) for v in report["load_average"])
-    rows = {r["arch"]: r for r in report["rows"]}
+    rows = {r["arch"]: r for r in report["rows"] if r["axis"] == "architecture"}
     assert list(rows) == ["faster_rcnn", "ssd", "fcn"]
     for arch, row in rows.items():
         numbers = [v for v in row.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -94,6 +129,8 @@ def test_zoo_overrides_point_the_config_at_the_data_and_budget(tmp_path):
     assert "model.backbone.weights=null" in fcn and "model.backbone.weights=null" in fast
     with pytest.raises(ValueError, match="unknown architecture.*retinanet"):
         run_zoo(["retinanet"], settings)
+    with pytest.raises(ValueError, match="unknown backbone.*resnet152.*choose from resnet18"):
+        run_zoo([], settings, backbones=["resnet152"])
 
 
 def test_zoo_markdown_marks_failures_and_a_different_backbone():
@@ -105,8 +142,11 @@ def test_zoo_markdown_marks_failures_and_a_different_backbone():
     rows.append({"arch": "fcn", "title": "FCN", "config": "f.yaml", "error": "tools/train.py exited with 1"})
     mark_shared_backbone(rows)
     assert [r.get("shared_backbone") for r in rows] == [True, True, False, None]
+    rows.append({"arch": "backbone_googlenet", "title": "googlenet", "config": "c.yaml", "axis": "backbone",
+                 "error": "out of memory | killed"})
     text = format_zoo_markdown({"data_root": "d", "iters": 5, "timed_images": 2, "threads": 1, "rows": rows})
-    table = _table_rows(text)
+    table, backbones = _tables(text)
+    assert backbones == [["googlenet", "failed: out of memory / killed"] + [""] * 6]
     assert all(len(r) == 12 for r in table)
     assert table[2][2] == "vgg16 (differs)" and table[3][2].startswith("failed: tools/train.py exited")
     assert "Not on the shared backbone: RCNN." in text
