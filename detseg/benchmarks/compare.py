@@ -171,10 +171,12 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
         result[side] = {"train_ips": batch_size / train[side], "latency_ms": infer[side] * 1000,
                         "detections": detections[side]}
     result.update(_ratios(result, "detseg", "torchvision"))
+    result["precision"] = precision.dtype_name(load_model_config(name).train, "cpu")
     if "detseg_fp32" in result:
-        result["precision"] = precision.dtype_name(load_model_config(name).train, "cpu")
         result["equal_fp32"] = _ratios(result, "detseg_fp32", "torchvision")
         result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
+    else:  # detseg's default is fp32 here (no bf16 in hardware): the default ratios are the equal ones
+        result["equal_fp32"] = _ratios(result, "detseg", "torchvision")
     if compiled_side is not None:
         result["detseg_compiled"] = {"latency_ms": infer["detseg_compiled"] * 1000,
                                      "detections": detections["detseg_compiled"]}

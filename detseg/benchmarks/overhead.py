@@ -86,5 +86,6 @@ def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds:
             "backbone_neck_ms": medians["backbone_neck"] * 1000,
             "ratio": medians["full"] / medians["backbone_neck"],
             "gflops": {k: v / 1e9 for k, v in flops.items()}, "flop_ratio": flops["full"] / flops["backbone_neck"],
+            "ratio_over_flops": medians["full"] / medians["backbone_neck"] / (flops["full"] / flops["backbone_neck"]),
             "breakdown_total_ms": statistics.fmean(p["total_ms"] for p in parts), "breakdown_ms": mean_parts}
 

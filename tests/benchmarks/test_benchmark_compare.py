@@ -11,7 +11,7 @@ import pytest
 from detseg.benchmarks.eval_speed import compare_backends, run_backend, synthetic_coco
 from detseg.benchmarks.memory import peak_rss_mb
 from detseg.benchmarks.overhead import PARTS, breakdown
-from detseg.benchmarks.report import check
+from detseg.benchmarks.report import all_checks, check
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,12 +111,28 @@ def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch
     assert r["train_ratio"] == r["detseg"]["train_ips"] / r["torchvision"]["train_ips"]
     assert r["equal_fp32"]["train_ratio"] == r["detseg_fp32"]["train_ips"] / r["torchvision"]["train_ips"]
     assert r["equal_amp"]["latency_ratio"] == r["detseg"]["latency_ms"] / r["torchvision_amp"]["latency_ms"]
-    checks = {f"faster_rcnn_r50_fpn {k} detseg/torchvision": {"op": ">=", "goal": 1, "pass": True}
-              for k in ("train", "latency")}
+    checks = {c["name"]: c for c in all_checks({"compare": {"faster_rcnn_r50_fpn": r}})}
+    # each precision is a goal of its own: the default's, both fp32, both bf16
+    assert checks["faster_rcnn_r50_fpn train fp32 both"]["value"] == r["equal_fp32"]["train_ratio"]
+    assert checks["faster_rcnn_r50_fpn latency bfloat16 both"]["value"] == r["equal_amp"]["latency_ratio"]
+    assert checks["faster_rcnn_r50_fpn latency bfloat16 both"]["goal"] == 0.75
     lines = _compare_lines({"faster_rcnn_r50_fpn": r}, checks)
-    assert "bfloat16 autocast" in lines[0] and "equal precision (no goal): both fp32" in lines[-1]
+    assert "bfloat16 autocast" in lines[0]
+    assert lines[-2].startswith("  both fp32") and lines[-1].startswith("  both bfloat16")
+    assert all(("PASS" in line or "MISS" in line) and line.count("goal") == 2 for line in lines[-2:])
+
+
+def test_on_a_cpu_without_bf16_the_default_ratios_are_the_fp32_goals(monkeypatch):
+    from detseg.benchmarks import compare
+    from detseg.engine import precision
+
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert compare.sides_for("faster_rcnn_r50_fpn") == compare.SIDES
+    r = compare.compare_model("faster_rcnn_r50_fpn", batch_size=1, rounds=1, size=128, warmup=0)
+    assert r["precision"] == "float32" and "equal_amp" not in r
+    assert r["equal_fp32"] == {"train_ratio": r["train_ratio"], "latency_ratio": r["latency_ratio"]}
+    names = [c["name"] for c in all_checks({"compare": {"faster_rcnn_r50_fpn": r}})]
+    assert "faster_rcnn_r50_fpn train fp32 both" in names and not any("bfloat16" in n for n in names)
 
 
 def test_gpu_figures_code_runs_on_the_cpu_at_a_tiny_size():
@@ -157,6 +173,9 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     o = r["overhead"]
     assert o["ratio"] == o["full_ms"] / o["backbone_neck_ms"]
     assert o["flop_ratio"] == pytest.approx(o["gflops"]["full"] / o["gflops"]["backbone_neck"]) and o["flop_ratio"] > 1
+    assert o["ratio_over_flops"] == pytest.approx(o["ratio"] / o["flop_ratio"])
+    (goal,) = [c for c in r["checks"] if c["name"] == "inference / (backbone+neck x FLOP ratio)"]
+    assert goal["value"] == o["ratio_over_flops"] and goal["goal"] == 1.05
     assert sum(v for k, v in o["breakdown_ms"].items() if k != "other") <= o["breakdown_total_ms"]
     for iou_type in ("bbox", "segm"):
         e = r["eval"][iou_type]
@@ -172,7 +191,7 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     assert all(row[side][k] > 0 for row in r["compare"].values() for side in ("detseg", "torchvision")
                for k in ("train_ips", "latency_ms"))
     names = {c["name"] for c in r["checks"]}
-    assert "inference / backbone+neck" in names and "segm eval speed-up" in names and len(names) >= 15
+    assert "inference / (backbone+neck x FLOP ratio)" in names and "segm eval speed-up" in names and len(names) >= 15
     assert all(c["pass"] == {">=": c["value"] >= c["goal"], "<=": c["value"] <= c["goal"],
                              "<": c["value"] < c["goal"]}[c["op"]] for c in r["checks"])
     for line in ("1. speed", "2. overhead", "3. COCO evaluation", "4. data wait", "5. peak memory", "6. GPU"):
