@@ -97,13 +97,16 @@ def model_figures(name: str, rounds: int, batch_size: int, height: int, width: i
 
 
 def gpu_figures(rounds: int = 5, batch_size: int = 2, height: int = 800, width: int = 1333,
-                device: str = "cuda", models: tuple[str, ...] = MODELS, quick: bool = False) -> dict:
-    """Every model of ``models`` on ``device``; on the CPU the same code runs (tests), without memory figures."""
+                device: str = "cuda", models: tuple[str, ...] = MODELS, quick: bool = False,
+                done: Callable[[dict], None] = lambda figures: None) -> dict:
+    """Every model of ``models`` on ``device``; on the CPU the same code runs (tests), without memory figures.
+    ``done`` sees the figures so far after each model (a run stopped at its time limit keeps those)."""
     result = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else device,
               "size": [height, width], "batch_size": batch_size, "rounds": rounds, "amp": "bf16",
               "channels_last": True, "models": {}}
     for name in models:
         result["models"][name] = model_figures(name, rounds, batch_size, height, width, device, quick)
+        done(result)
     return result
 
 
@@ -122,12 +125,14 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(MODELS)})")
-    figures = gpu_figures(args.rounds, args.batch_size, args.height, args.width, args.device, models, args.quick)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+
+    def write(figures: dict) -> None:
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(json.dumps(figures, indent=2) + "\n")
+
+    print(json.dumps(gpu_figures(args.rounds, args.batch_size, args.height, args.width, args.device, models,
+                                 args.quick, write), indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -34,11 +35,14 @@ PACKAGES = ("pycocotools", "faster-coco-eval", "albumentations", "ImageHash")
 
 @dataclass
 class Step:
-    """One command of the check. ``read`` turns its output folder into the figures the report keeps."""
+    """One command of the check. ``read`` turns the output folder into the figures the report keeps;
+    ``writes``: the file or folder under it that the step makes (a previous check's is removed first, so
+    that a step which fails early cannot leave an old run's figures to be read)."""
     name: str
     command: list[str]
     limit_s: float
     read: Callable[[Path], dict] = lambda out: {}
+    writes: str | None = None
 
 
 def environment(dry_run: bool) -> dict:
@@ -119,18 +123,21 @@ def steps(out: Path, dry_run: bool, batch_size: int = 8) -> list[Step]:
     return [
         Step("cuda_tests", [py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
                             f"--junitxml={out / 'cuda_tests.xml'}", *cuda_test_files()],
-             90, lambda o: read_junit(o / "cuda_tests.xml")),
+             90, lambda o: read_junit(o / "cuda_tests.xml"), "cuda_tests.xml"),
         Step("benchmark", [py, "-m", "detseg.benchmarks.gpu", *bench, "--output", str(out / "benchmark.json")],
-             170, lambda o: json.loads((o / "benchmark.json").read_text())),
-        Step("shapes_data", [py, "tools/make_dataset.py", "shapes", "--output-dir", str(shapes), *make], 40),
-        Step("shapes_training", [py, "tools/train.py", SHAPES_CONFIG, "--output-dir", str(run), "--overwrite",
-                                 *data, *train], 170, lambda o: read_training(run)),
+             170, lambda o: json.loads((o / "benchmark.json").read_text()), "benchmark.json"),
+        Step("shapes_data", [py, "tools/make_dataset.py", "shapes", "--output-dir", str(shapes), *make], 40,
+             writes=shapes.name),
+        Step("shapes_training", [py, "tools/train.py", SHAPES_CONFIG, "--output-dir", str(run), *data, *train], 170,
+             lambda o: read_training(run), run.name),
     ]
 
 
 def run_step(step: Step, out: Path, limit_s: float) -> dict:
     """Run ``step`` for at most ``limit_s`` seconds; its output goes to out/logs/<name>.log."""
     log = out / "logs" / f"{step.name}.log"
+    if step.writes:
+        _remove(out / step.writes)
     record = {"status": "ok", "limit_s": round(limit_s), "log": str(log.relative_to(out))}
     start = time.perf_counter()
     with open(log, "w") as f:
@@ -142,15 +149,21 @@ def run_step(step: Step, out: Path, limit_s: float) -> dict:
         except subprocess.TimeoutExpired:
             record["status"] = "timeout"
     record["seconds"] = time.perf_counter() - start
-    if record["status"] != "timeout":
-        try:
-            record.update(step.read(out))
-        except (OSError, KeyError, ValueError, ET.ParseError) as exc:
-            record["status"] = "failed"
-            record["error"] = f"no figures: {exc}"
+    try:  # a step stopped at its limit may have written part of its figures (the benchmark, model by model)
+        record.update(step.read(out))
+    except (OSError, KeyError, ValueError, ET.ParseError) as exc:
+        record["status"] = "failed" if record["status"] == "ok" else record["status"]
+        record["error"] = f"no figures: {exc}"
     if record["status"] != "ok":
         record["log_tail"] = log.read_text(errors="replace")[-1500:]
     return record
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def targets(benchmark: dict) -> dict:

@@ -95,3 +95,22 @@ def test_cuda_test_files_are_the_marked_ones(tmp_path):
     (tmp_path / "tests/sub/test_a.py").unlink()
     with pytest.raises(FileNotFoundError, match="pytest.mark.cuda"):
         gpu_check.cuda_test_files(tmp_path)
+
+
+def test_a_previous_checks_figures_are_not_read_as_this_ones(tmp_path, monkeypatch):
+    (tmp_path / "old.json").write_text('{"v": 1}')
+    fake = [Step("early_crash", [sys.executable, "-c", "raise SystemExit(3)"], 20,
+                 lambda out: json.loads((out / "old.json").read_text()), "old.json")]
+    monkeypatch.setattr(gpu_check, "steps", lambda out, dry_run, batch_size: fake)
+    step = run_check(tmp_path, dry_run=True, say=lambda message: None)["steps"]["early_crash"]
+    assert step["status"] == "failed" and step["returncode"] == 3 and "v" not in step
+    assert step["error"].startswith("no figures:")
+
+
+def test_the_environment_says_when_selective_search_is_unavailable(monkeypatch):
+    import cv2
+
+    assert gpu_check.environment(dry_run=True)["selective_search"] == "available"
+    monkeypatch.delattr(cv2, "ximgproc", raising=False)
+    status = gpu_check.environment(dry_run=True)["selective_search"]
+    assert status.startswith("unavailable: selective search unavailable: needs opencv-contrib-python-headless")
