@@ -14,7 +14,7 @@ DEMO_OUT := runs/demo
 CROPS := data/shape_crops
 SHAPES_BACKBONE := runs/classifier_shape_crops/last.pt
 
-.PHONY: install demo test dataset shapes-backbone docs clean
+.PHONY: install demo test dataset shapes-backbone docs clean gpu-wheels gpu-check
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,24 @@ test: install
 docs: install
 	$(PY) -m pip install -q -c constraints.txt -e ".[docs]"
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+# The GPU check (docs/gpu.md). gpu-wheels, here: wheels for the GPU image's Python of what that image lacks (it has
+# its own torch, torchvision, numpy, scipy, OpenCV, matplotlib, ...), pinned by constraints.txt, about 14 MiB to
+# carry with the working tree. gpu-check, there: installs them with no network, then runs the check.
+GPU_WHEELS := .gpu-wheels
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEEL_PACKAGES := pycocotools faster-coco-eval albumentations albucore pydantic pydantic-core annotated-types \
+	typing-inspection typing-extensions stringzilla simsimd ImageHash PyWavelets
+GPU_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(p)_x86_64)
+
+gpu-wheels:
+	rm -rf $(GPU_WHEELS)
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+		--implementation cp $(GPU_PLATFORMS) -c constraints.txt -d $(GPU_WHEELS) $(GPU_WHEEL_PACKAGES)
+	du -sh $(GPU_WHEELS)
+
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf $(DEMO_OUT) $(DATA) $(CROPS)

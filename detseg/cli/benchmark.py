@@ -21,6 +21,9 @@ shapes config trains at 64 px): R-CNN's cost grows with the warped area, the oth
 --compare-torchvision [--iters ROUNDS] [--quick] [--output FILE] (no CONFIG): detseg against torchvision on
 speed, overhead over the backbone, COCO evaluation backends, data wait, peak memory (and 800x1333 bf16 on
 CUDA), each number with its goal and PASS/MISS; detseg benchmark --compare-torchvision --help
+
+--gpu-check [--dry-run] [--output-dir DIR] (no CONFIG): the CUDA tests, the 800x1333 GPU benchmark and a 2-minute
+shapes training in at most 8 minutes, into one JSON (tools/gpu_check.sh, docs/gpu.md); detseg benchmark --gpu-check --help
 """
 import json
 import sys
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from detseg.cli.benchmark_compare import run_compare_cli
 
         return run_compare_cli(argv)
+    if "--gpu-check" in argv:  # no CONFIG either
+        from detseg.cli.benchmark_gpu_check import run_gpu_check_cli
+
+        return run_gpu_check_cli(argv)
     args = build_parser().parse_intermixed_args(argv)
     if args.lineage:
         return run_lineage_benchmark(args)

@@ -108,11 +108,13 @@ def run_main(main, argv: list[str] | None = None) -> None:
     """Run a command's ``main(argv)``; the errors users cause (bad config, data or file) become one line
     and exit code 2 (``DETSEG_DEBUG=1`` or ``detseg --debug`` shows the traceback, for a bug report)."""
     from detseg.data.errors import DatasetError
+    from detseg.data.selective_search import SelectiveSearchUnavailable
     from detseg.utils.checkpoint import CheckpointError
 
     try:
         sys.exit(main(argv))
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, SelectiveSearchUnavailable, FileNotFoundError,
+            FileExistsError, ValueError) as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"error: {exc}", file=sys.stderr)

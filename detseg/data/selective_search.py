@@ -18,13 +18,17 @@ MODES = {"fast": "switchToSelectiveSearchFast", "quality": "switchToSelectiveSea
 FIX = "pip install --force-reinstall --no-deps opencv-contrib-python-headless"
 
 
+class SelectiveSearchUnavailable(ImportError):
+    """This OpenCV has no cv2.ximgproc: the R-CNN family's selective search proposals cannot be made."""
+
+
 def _ximgproc():
     import cv2
 
     if not hasattr(cv2, "ximgproc"):
-        raise ImportError(
-            "selective search needs cv2.ximgproc from OpenCV's contrib build, which this OpenCV lacks "
-            f"(another opencv package probably shadows it); fix: {FIX}"
+        raise SelectiveSearchUnavailable(
+            "selective search unavailable: needs opencv-contrib-python-headless (cv2.ximgproc), which this "
+            f"OpenCV lacks (another opencv package may shadow it); fix: {FIX}"
         )
     return cv2
 

@@ -136,13 +136,35 @@ def test_on_a_cpu_without_bf16_the_default_ratios_are_the_fp32_goals(monkeypatch
 
 
 def test_gpu_figures_code_runs_on_the_cpu_at_a_tiny_size():
-    """Section 6 only runs where CUDA is; its code path is the same on the CPU."""
-    from detseg.benchmarks.gpu import gpu_figures
+    """Section 6 only runs where CUDA is; its code path is the same on the CPU (without memory figures)."""
+    from detseg.benchmarks.gpu import MODELS, gpu_figures
+    from detseg.benchmarks.report import _gpu_lines, all_checks
 
     r = gpu_figures(rounds=1, batch_size=1, height=96, width=128, device="cpu")
     assert r["size"] == [96, 128] and r["amp"] == "bf16" and r["channels_last"] is True
-    assert r["train_ratio"] == r["detseg"]["train_ips"] / r["torchvision"]["train_ips"]
-    assert r["infer_ratio"] == r["detseg"]["infer_ips"] / r["torchvision"]["infer_ips"]
+    assert tuple(r["models"]) == MODELS
+    for row in r["models"].values():
+        assert row["train_ratio"] == row["detseg"]["train_ips"] / row["torchvision"]["train_ips"]
+        assert row["infer_ratio"] == row["detseg"]["infer_ips"] / row["torchvision"]["infer_ips"]
+        assert "train_peak_mb" not in row["detseg"] and "train_memory_ratio" not in row
+    checks = {c["name"]: c for c in all_checks({"gpu": r})}
+    assert len(checks) == 2 * len(MODELS)
+    assert sum("mask_rcnn_r50_fpn" in line for line in _gpu_lines(r, checks)) == 1
+
+
+def test_wide_images_stretch_boxes_and_masks_together():
+    import torch
+
+    from detseg.benchmarks.gpu import wide_images
+    from detseg.benchmarks.throughput import box_masks
+
+    images, targets = wide_images(2, 64, 128, with_masks=True)
+    assert images[0].shape == (3, 64, 128) and images[0].dtype == torch.uint8
+    for t in targets:
+        assert t["masks"].shape == (len(t["boxes"]), 64, 128) and t["sem_seg"].shape == (64, 128)
+        # each mask is still its box: the mask drawn from the stretched box, up to a pixel at the edges
+        redrawn = box_masks(t["boxes"], 128)[:, :64]
+        assert (redrawn != t["masks"]).float().mean() < 0.05
 
 
 def _numbers(tree):

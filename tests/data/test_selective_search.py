@@ -51,3 +51,28 @@ def test_missing_ximgproc_names_the_fix(monkeypatch):
     monkeypatch.delattr(cv2, "ximgproc", raising=False)
     with pytest.raises(ImportError, match="opencv-contrib-python-headless"):
         ss.selective_search(_image())
+
+
+@pytest.mark.parametrize("config", ["rcnn", "sppnet", "fast_rcnn"])
+def test_region_models_without_contrib_say_selective_search_is_unavailable(config, monkeypatch, shapes_paths, tmp_path,
+                                                                           capsys):
+    """An OpenCV without contrib (opencv-python-headless alone, as GPU images ship it): training any of the
+    R-CNN family stops with one line naming the package, before any work."""
+    from pathlib import Path
+
+    import cv2
+
+    from detseg.cli.train import run
+
+    monkeypatch.delattr(cv2, "ximgproc", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    p = shapes_paths
+    with pytest.raises(SystemExit) as stopped:
+        run([str(root / f"configs/{config}/shapes.yaml"), "--output-dir", str(tmp_path / "run"),
+             f"data.train.ann_file={p['train_json']}", f"data.train.img_dir={p['train_dir']}",
+             f"data.val.ann_file={p['val_json']}", f"data.val.img_dir={p['val_dir']}",
+             f"model.proposals.cache_dir={tmp_path / 'proposals'}"])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: selective search unavailable: needs opencv-contrib-python-headless")
+    assert not (tmp_path / "proposals").exists() or not any((tmp_path / "proposals").iterdir())

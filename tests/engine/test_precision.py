@@ -64,6 +64,7 @@ def test_auto_is_on_for_cuda_and_channels_last_follows_the_device(native_bf16):
     assert precision.amp_dtype("fp16", CUDA) == torch.float16
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to ask for bf16 support")
 def test_auto_amp_on_cuda_picks_a_half_type():
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
