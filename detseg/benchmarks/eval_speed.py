@@ -1,5 +1,7 @@
-"""COCO evaluation speed of pycocotools against faster_coco_eval on the same synthetic predictions, and
-whether both give the same 12 summary statistics."""
+"""COCO evaluation speed of plain pycocotools against detseg's evaluation (faster-coco-eval where installed,
+categories over processes) on the same synthetic predictions, and whether both give the same 12 summary
+statistics. Both clocks run from the result dicts to the stats: loading the results, evaluate, accumulate,
+summarize."""
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +13,10 @@ import time
 import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
-from detseg.evaluation.coco import _coco_api
+from detseg.evaluation.coco import _coco_api, backend_gt, resolve_backend, run_cocoeval
+from detseg.evaluation.coco_split import process_count
 
 WIDTH, HEIGHT = 640, 480
 NUM_CATEGORIES = 20
@@ -86,46 +90,63 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def run_backend(backend: str, dataset: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, float]:
-    """12 stats and seconds for evaluate + accumulate + summarize (loading is left out of the time)."""
-    coco_cls, cocoeval_cls = _coco_api(backend)
-    drop = "segmentation" if iou_type == "bbox" else "bbox"
-    # loadRes writes into its input (ids, areas; faster_coco_eval turns RLE counts into bytes): copies
-    anns = [{k: dict(v) if k == "segmentation" else v for k, v in r.items() if k != drop} for r in results]
+def _ground_truth(dataset: dict) -> COCO:
+    """A pycocotools COCO of its own: pycocotools' evaluate() replaces the polygons by RLEs in place, and
+    the next run (and the other side) starts from polygons too."""
+    gt = COCO()
+    gt.dataset = copy.deepcopy(dataset)
     with _quiet():
-        if backend == "pycocotools":
-            gt = COCO()
-            # its evaluate() replaces the ground truth's polygons by RLEs in place: a copy keeps the next
-            # run (and the other backend) starting from polygons too
-            gt.dataset = copy.deepcopy(dataset)
-            gt.createIndex()
-        else:
-            gt = coco_cls(dataset, use_deepcopy=True)
-        coco_eval = cocoeval_cls(gt, gt.loadRes(anns), iou_type)
-        start = time.perf_counter()
+        gt.createIndex()
+    return gt
+
+
+def run_pycocotools(dataset: dict, results: list[dict], iou_type: str) -> tuple[np.ndarray, float]:
+    """12 stats and seconds of plain pycocotools: load the results, evaluate, accumulate, summarize (the
+    ground truth is loaded before the clock starts, as on the detseg side)."""
+    gt = _ground_truth(dataset)
+    start = time.perf_counter()
+    drop = "segmentation" if iou_type == "bbox" else "bbox"  # segm: areas from the masks, as detseg does
+    anns = [{k: v for k, v in r.items() if k != drop} for r in results]  # loadRes writes into its input
+    with _quiet():
+        coco_eval = COCOeval(gt, gt.loadRes(anns), iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-        seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return np.asarray(coco_eval.stats[:12], dtype=np.float64), seconds
+
+
+def run_detseg(dataset: dict, results: list[dict], iou_type: str, backend: str = "auto",
+               workers: int | None = None) -> tuple[np.ndarray, float]:
+    """12 stats and seconds of what CocoEvaluator.evaluate() runs on the same results (run_cocoeval);
+    its ground truth is made before the clock starts, as CocoEvaluator makes it once at construction."""
+    gt = _ground_truth(dataset)
+    eval_gt = backend_gt(gt, backend)
+    _, cocoeval_cls = _coco_api(backend)
+    start = time.perf_counter()
+    coco_eval = run_cocoeval(gt, eval_gt, cocoeval_cls, results, iou_type, workers=workers)
+    seconds = time.perf_counter() - start
     return np.asarray(coco_eval.stats[:12], dtype=np.float64), seconds
 
 
 def compare_backends(num_images: int = 500, iou_types: tuple[str, ...] = ("bbox", "segm"), repeats: int = 3) -> dict:
-    """Median seconds of ``repeats`` alternating runs per backend: one timing of a few seconds on a shared
-    2-core machine varied 2x between runs."""
+    """Median seconds of ``repeats`` alternating runs of plain pycocotools and of detseg's evaluation
+    (default backend and processes): one timing of a few seconds on a shared 2-core machine varied 2x
+    between runs."""
     dataset, results = synthetic_coco(num_images)
     report = {"images": num_images, "ground_truth": len(dataset["annotations"]), "detections": len(results),
-              "repeats": repeats}
+              "repeats": repeats, "detseg_backend": resolve_backend("auto"),
+              "detseg_processes": process_count(None, len(results), NUM_CATEGORIES)}
     for iou_type in iou_types:
-        times = {"pycocotools": [], "faster_coco_eval": []}
+        times = {"pycocotools": [], "detseg": []}
         for _ in range(repeats):
-            slow, seconds = run_backend("pycocotools", dataset, results, iou_type)
+            slow, seconds = run_pycocotools(dataset, results, iou_type)
             times["pycocotools"].append(seconds)
-            fast, seconds = run_backend("faster_coco_eval", dataset, results, iou_type)
-            times["faster_coco_eval"].append(seconds)
-        slow_s, fast_s = statistics.median(times["pycocotools"]), statistics.median(times["faster_coco_eval"])
-        report[iou_type] = {"pycocotools_s": slow_s, "faster_coco_eval_s": fast_s, "speedup": slow_s / fast_s,
+            fast, seconds = run_detseg(dataset, results, iou_type)
+            times["detseg"].append(seconds)
+        slow_s, fast_s = statistics.median(times["pycocotools"]), statistics.median(times["detseg"])
+        report[iou_type] = {"pycocotools_s": slow_s, "detseg_s": fast_s, "speedup": slow_s / fast_s,
                             "max_stat_diff": float(np.abs(slow - fast).max()),
                             "identical": bool(np.array_equal(slow, fast)),
-                            "stats": {"pycocotools": slow.tolist(), "faster_coco_eval": fast.tolist()}}
+                            "stats": {"pycocotools": slow.tolist(), "detseg": fast.tolist()}}
     return report

@@ -8,14 +8,19 @@ Conventions (those of detectron2):
   area (for the small/medium/large ranges) from the mask, not from the box.
 - Only the processed image ids are evaluated (``params.imgIds``); an image
   processed twice (e.g. padding of a distributed sampler) counts once.
-- ``backend="faster_coco_eval"`` swaps in that package's C++ COCOeval (same
-  numbers, several times faster on COCO val); pycocotools stays the default
-  as the correctness reference.
+- ``backend="auto"`` (the default) evaluates with faster-coco-eval's C++
+  COCOeval where that package is installed, else with pycocotools, the
+  reference; both give the same numbers (a test). Results are loaded by
+  pycocotools' ``loadRes`` either way (faster-coco-eval's decodes each mask in
+  its own call, 3x slower), and large result sets are evaluated by category
+  in forked processes (detseg.evaluation.coco_split), ``workers`` of them.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import importlib.util
 import io
 import math
 from collections.abc import Callable
@@ -28,6 +33,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from detseg.evaluation.coco_split import evaluate_split, process_count, split_categories
 from detseg.evaluation.confusion import IOU_THRESH, SCORE_THRESH, DetectionConfusion, confusion_from_coco
 from detseg.evaluation.distributed import gather_results, is_main_process
 from detseg.structures.batch import Batch
@@ -39,7 +45,7 @@ from detseg.utils.files import atomic_write_text
 # Order of ``COCOeval.stats`` for the bbox and segm iou types.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IOU_TYPES = ("bbox", "segm")
-BACKENDS = ("pycocotools", "faster_coco_eval")
+BACKENDS = ("auto", "pycocotools", "faster_coco_eval")
 
 
 def encode_masks(masks: Tensor) -> list[dict]:
@@ -73,14 +79,25 @@ def instances_to_coco_results(
     return results
 
 
+def resolve_backend(backend: str) -> str:
+    """``backend``, with "auto" made faster_coco_eval where it is installed, else pycocotools."""
+    if backend != "auto":
+        return backend
+    return "faster_coco_eval" if importlib.util.find_spec("faster_coco_eval") else "pycocotools"
+
+
 def _coco_api(backend: str) -> tuple[type, Callable]:
     """(COCO class, COCOeval factory) of the chosen implementation."""
+    backend = resolve_backend(backend)
     if backend == "pycocotools":
         return COCO, COCOeval
     if backend == "faster_coco_eval":
         import faster_coco_eval  # imported on demand: an optional dependency
 
-        quiet_eval = functools.partial(faster_coco_eval.COCOeval_faster, print_function=lambda *_: None)
+        # one thread for the mask IoUs: coco_split's processes take the CPUs, and on 2 cores its pool of
+        # threads cost more CPU time than it saved even alone
+        quiet_eval = functools.partial(faster_coco_eval.COCOeval_faster, print_function=lambda *_: None,
+                                       rle_iou_max_workers=1)
         return faster_coco_eval.COCO, quiet_eval
     raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
 
@@ -94,6 +111,64 @@ def _percent(value: float) -> float:
     return float(value) * 100.0 if value >= 0 else math.nan
 
 
+def backend_gt(coco_gt: COCO, backend: str) -> COCO:
+    """The ground truth as ``backend``'s COCOeval reads it: faster_coco_eval needs its own COCO object,
+    and a deep copy keeps the caller's dataset free of the RLEs it adds."""
+    if resolve_backend(backend) == "pycocotools":
+        return coco_gt
+    coco_cls, _ = _coco_api(backend)
+    return coco_cls(copy.deepcopy(coco_gt.dataset))  # no use_deepcopy: loadRes would copy results too
+
+
+def run_cocoeval(coco_gt: COCO, eval_gt, cocoeval_cls: Callable, results: list[dict], iou_type: str,
+                 image_ids: list[int] | None = None, workers: int | None = None):
+    """A COCOeval of ``results`` (COCO result dicts) on ``image_ids`` (None: all), after evaluate(),
+    accumulate() and summarize().
+
+    ``coco_gt`` (pycocotools) loads the results, ``eval_gt`` is the ground truth of ``cocoeval_cls``
+    (see backend_gt); ``workers`` processes (None: as the CPUs and the result count suggest) evaluate
+    groups of categories, the same numbers as one.
+    """
+    drop = "segmentation" if iou_type == "bbox" else "bbox"
+    # Copies: loadRes writes id/area/iscrowd into the dicts it gets.
+    anns = [{k: v for k, v in r.items() if k != drop} for r in results]
+    cat_ids = sorted(eval_gt.getCatIds())
+    groups = split_categories(cat_ids, anns, process_count(workers, len(anns), len(cat_ids)))
+
+    def evaluate(group: list[int]):
+        chosen = set(group)
+        group_anns = anns if len(groups) == 1 else [a for a in anns if a["category_id"] in chosen]
+        coco_eval = cocoeval_cls(eval_gt, _load_results(coco_gt, group_anns), iou_type)
+        coco_eval.params.catIds = group
+        if image_ids is not None:
+            coco_eval.params.imgIds = list(image_ids)
+        with _quiet():
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+        return coco_eval
+
+    coco_eval = evaluate_split(evaluate, groups)
+    with _quiet():
+        coco_eval.summarize()
+    return coco_eval
+
+
+def _load_results(coco_gt: COCO, anns: list[dict]) -> COCO:
+    if anns:
+        with _quiet():
+            return coco_gt.loadRes(anns)
+    # loadRes indexes anns[0]; an empty result set is still a valid answer (every object missed).
+    coco_dt = COCO()
+    coco_dt.dataset = {
+        "images": list(coco_gt.dataset["images"]),
+        "categories": list(coco_gt.dataset["categories"]),
+        "annotations": [],
+    }
+    with _quiet():
+        coco_dt.createIndex()
+    return coco_dt
+
+
 class CocoEvaluator:
     """Accumulates predictions with ``process`` and scores them with ``evaluate`` (an Evaluator, see
     detseg.evaluation.protocol; the ground truth is ``coco_gt``)."""
@@ -104,7 +179,8 @@ class CocoEvaluator:
         category_ids: list[int],
         class_names: list[str] | None = None,
         iou_types: tuple[str, ...] = ("bbox",),
-        backend: str = "pycocotools",
+        backend: str = "auto",
+        workers: int | None = None,
     ):
         unknown = set(iou_types) - set(IOU_TYPES)
         if unknown:
@@ -112,9 +188,9 @@ class CocoEvaluator:
         # A label space wider than the file's categories is legal (torchvision's 91-class COCO space
         # has 10 unused ids); pycocotools scores only the ground truth's categories.
         self.coco_gt = coco_gt
-        self._coco_cls, self._cocoeval_cls = _coco_api(backend)
-        # faster_coco_eval needs its own COCO object; a deep copy keeps the caller's dataset untouched.
-        self._gt = coco_gt if backend == "pycocotools" else self._coco_cls(coco_gt.dataset, use_deepcopy=True)
+        _, self._cocoeval_cls = _coco_api(backend)
+        self._gt = backend_gt(coco_gt, backend)
+        self.workers = workers  # processes for evaluate(), None: see coco_split.process_count
         self.category_ids = list(category_ids)
         self.class_names = list(class_names or [coco_gt.cats.get(c, {"name": f"category_{c}"})["name"] for c in self.category_ids])
         self.iou_types = tuple(iou_types)
@@ -158,36 +234,14 @@ class CocoEvaluator:
         return {iou_type: self._evaluate_type(iou_type, image_ids) for iou_type in self.iou_types}
 
     def _evaluate_type(self, iou_type: str, image_ids: list[int]) -> dict:
-        coco_eval = self._cocoeval_cls(self._gt, self._load_results(iou_type), iou_type)
-        coco_eval.params.imgIds = image_ids
-        with _quiet():
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-            coco_eval.summarize()
+        coco_eval = run_cocoeval(self.coco_gt, self._gt, self._cocoeval_cls, self.results, iou_type, image_ids,
+                                 self.workers)
         metrics = {name: _percent(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
         metrics.update(self._per_class_ap(coco_eval))
         metrics.update(self._per_class_ap(coco_eval, iou=0.5))
         self._precision[iou_type] = (coco_eval.eval["precision"], list(coco_eval.params.catIds),
                                      np.asarray(coco_eval.params.iouThrs), np.asarray(coco_eval.params.recThrs))
         return metrics
-
-    def _load_results(self, iou_type: str) -> COCO:
-        drop = "segmentation" if iou_type == "bbox" else "bbox"
-        # Copies: loadRes writes id/area/iscrowd into the dicts it gets.
-        anns = [{k: v for k, v in r.items() if k != drop} for r in self.results]
-        if anns:
-            with _quiet():
-                return self._gt.loadRes(anns)
-        # loadRes indexes anns[0]; an empty result set is still a valid answer (every object missed).
-        coco_dt = self._coco_cls()
-        coco_dt.dataset = {
-            "images": list(self._gt.dataset["images"]),
-            "categories": list(self._gt.dataset["categories"]),
-            "annotations": [],
-        }
-        with _quiet():
-            coco_dt.createIndex()
-        return coco_dt
 
     def _per_class_ap(self, coco_eval, iou: float | None = None) -> dict[str, float]:
         """``AP-<name>`` (IoU .50:.95), or ``AP50-<name>`` / ``AP75-<name>`` at one IoU threshold."""

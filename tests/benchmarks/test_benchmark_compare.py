@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detseg.benchmarks.eval_speed import compare_backends, run_backend, synthetic_coco
+from detseg.benchmarks.eval_speed import compare_backends, run_detseg, run_pycocotools, synthetic_coco
 from detseg.benchmarks.memory import peak_rss_mb
 from detseg.benchmarks.overhead import PARTS, breakdown
 from detseg.benchmarks.report import all_checks, check
@@ -21,14 +21,17 @@ def coco_set():
     return synthetic_coco(num_images=60)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_faster_coco_eval_gives_pycocotools_stats_on_the_synthetic_set(coco_set, iou_type):
-    pytest.importorskip("faster_coco_eval")
+def test_detseg_evaluation_gives_pycocotools_stats_on_the_synthetic_set(coco_set, iou_type, backend, workers):
+    if backend == "faster_coco_eval":
+        pytest.importorskip("faster_coco_eval")
     dataset, results = coco_set
-    slow, _ = run_backend("pycocotools", dataset, results, iou_type)
-    fast, _ = run_backend("faster_coco_eval", dataset, results, iou_type)
+    slow, _ = run_pycocotools(dataset, results, iou_type)
+    fast, _ = run_detseg(dataset, results, iou_type, backend, workers)
     assert slow.shape == (12,)
-    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(fast, slow)
     # a parity worth having: a set that is neither perfect nor hopeless, with all object sizes
     assert 0.1 < slow[0] < 0.9 and all(0 < s < 1 for s in slow[3:6])
 
@@ -47,7 +50,7 @@ def test_compare_backends_reports_speedup_arithmetic():
     pytest.importorskip("faster_coco_eval")
     report = compare_backends(num_images=8, iou_types=("bbox",), repeats=2)
     r = report["bbox"]
-    assert r["speedup"] == r["pycocotools_s"] / r["faster_coco_eval_s"]
+    assert r["speedup"] == r["pycocotools_s"] / r["detseg_s"]
     assert r["max_stat_diff"] <= 1e-12 and report["detections"] == 800 and report["repeats"] == 2
 
 
@@ -201,7 +204,7 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     assert sum(v for k, v in o["breakdown_ms"].items() if k != "other") <= o["breakdown_total_ms"]
     for iou_type in ("bbox", "segm"):
         e = r["eval"][iou_type]
-        assert e["speedup"] == e["pycocotools_s"] / e["faster_coco_eval_s"] and e["max_stat_diff"] <= 1e-12
+        assert e["speedup"] == e["pycocotools_s"] / e["detseg_s"] and e["max_stat_diff"] <= 1e-12
     assert set(r["data_wait"]) == {"faster_rcnn", "ssd", "mask_rcnn"}
     for row in r["data_wait"].values():
         assert row["fraction"] == row["data_ms"] / row["step_ms"] and row["iters"] == 2

@@ -16,7 +16,7 @@ from eval_coco_fixtures import CATEGORY_IDS, CLASS_NAMES, make_coco_gt, mixed_pr
 from pycocotools.cocoeval import COCOeval
 
 from detseg.evaluation import CocoEvaluator, format_metrics_table
-from detseg.evaluation.coco import STAT_NAMES
+from detseg.evaluation.coco import STAT_NAMES, resolve_backend
 from detseg.structures import Instances
 
 
@@ -33,8 +33,8 @@ BACKENDS = [
 ]
 
 
-def run_evaluator(coco_gt, predictions: dict, iou_types=("bbox",), backend="pycocotools") -> CocoEvaluator:
-    evaluator = CocoEvaluator(coco_gt, CATEGORY_IDS, CLASS_NAMES, iou_types, backend)
+def run_evaluator(coco_gt, predictions: dict, iou_types=("bbox",), backend="pycocotools", workers=1) -> CocoEvaluator:
+    evaluator = CocoEvaluator(coco_gt, CATEGORY_IDS, CLASS_NAMES, iou_types, backend, workers)
     evaluator.process(batch_of(list(predictions)), list(predictions.values()))
     return evaluator
 
@@ -56,10 +56,11 @@ def direct_cocoeval(coco_gt, json_path, iou_type, image_ids, cat_ids=None) -> np
     return np.where(coco_eval.stats >= 0, coco_eval.stats * 100, np.nan)
 
 
+@pytest.mark.parametrize("workers", [1, 2])  # 2: categories split over a forked process
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_matches_pycocotools(coco_gt, tmp_path, iou_type, backend):
-    evaluator = run_evaluator(coco_gt, mixed_predictions(), ("bbox", "segm"), backend)
+def test_matches_pycocotools(coco_gt, tmp_path, iou_type, backend, workers):
+    evaluator = run_evaluator(coco_gt, mixed_predictions(), ("bbox", "segm"), backend, workers)
     metrics = evaluator.evaluate()[iou_type]
     path = tmp_path / "predictions.json"
     evaluator.write_predictions(path)
@@ -67,13 +68,22 @@ def test_matches_pycocotools(coco_gt, tmp_path, iou_type, backend):
     expected = direct_cocoeval(coco_gt, path, iou_type, [1, 2, 3, 4])
     ours = [metrics[k] for k in STAT_NAMES]
     if backend == "pycocotools":
-        np.testing.assert_array_equal(ours, expected)  # same code path: bit-identical
-    else:
+        np.testing.assert_array_equal(ours, expected)  # same code path, split or not: bit-identical
+    else:  # its C++ sums in another order: last-bit differences on this fixture
         np.testing.assert_allclose(ours, expected, rtol=1e-12)
     assert 0 < metrics["AP"] < 100  # the fixture is neither perfect nor hopeless
     for name, cat_id in zip(CLASS_NAMES, CATEGORY_IDS):
         per_class = direct_cocoeval(coco_gt, path, iou_type, [1, 2, 3, 4], cat_ids=[cat_id])[0]
         assert metrics[f"AP-{name}"] == pytest.approx(per_class, rel=1e-12)
+    curves = evaluator.pr_curves(iou_type)["precision"]
+    assert set(curves) == set(CLASS_NAMES) and all(len(c) == 101 for c in curves.values())
+
+
+def test_default_backend_is_faster_coco_eval_where_installed(coco_gt):
+    installed = importlib.util.find_spec("faster_coco_eval") is not None
+    assert resolve_backend("auto") == ("faster_coco_eval" if installed else "pycocotools")
+    assert resolve_backend("pycocotools") == "pycocotools"
+    assert CocoEvaluator(coco_gt, CATEGORY_IDS)._gt is not coco_gt or not installed
 
 
 def test_subset_of_images_and_image_without_gt(coco_gt, tmp_path):
