@@ -8,6 +8,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
+
 from detseg.app.auto_sizes import pin_label_space, resolve_auto_sizes
 from detseg.app.class_weights import settle_class_weights
 from detseg.app.evaluate import evaluate
@@ -24,6 +26,7 @@ from detseg.engine.trainer import Trainer
 from detseg.evaluation.table import format_metrics_table
 from detseg.models.build import trains_on_masks
 from detseg.reports import write_label_statistics, write_plots_safely
+from detseg.utils.cpu import describe_cpu
 from detseg.utils.distributed import init_distributed, is_main_process
 
 Say = Callable[[str], None]
@@ -123,8 +126,9 @@ def start_summary(cfg: Config, data: TrainingData, device) -> str:
     """The run at a glance: where it writes, on what data, on which device and in which precision."""
     names = ", ".join(cfg.model.class_names or [])
     val = f"val {len(data.val)} images" if data.val is not None else "no val split"
+    where = describe_cpu() if torch.device(device).type == "cpu" else str(device)
     return (f"run {cfg.train.output_dir}: train {len(data.train)} images, {val}, {cfg.model.num_classes} classes "
-            f"({names}); {cfg.model.arch} on {device}, {precision.dtype_name(cfg.train, device)}")
+            f"({names}); {cfg.model.arch} on {where}, {precision.dtype_name(cfg.train, device)}")
 
 
 def report(cfg: Config, data: TrainingData, trainer: Trainer, metrics: dict, say: Say) -> None:

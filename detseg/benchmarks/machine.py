@@ -3,21 +3,10 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 
 import torch
 
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from detseg.utils.cpu import cpu_model, describe_cpu
 
 
 def machine_info() -> dict:
@@ -26,6 +15,7 @@ def machine_info() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
+        "cpu_speed": describe_cpu(),  # model, SIMD flags, torch's kernel level, any ISA limit
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

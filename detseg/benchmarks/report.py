@@ -71,7 +71,7 @@ def _mark(checks: dict, name: str) -> str:
 def format_report(results: dict) -> str:
     checks = {c["name"]: c for c in results["checks"]}
     m = results["machine"]
-    lines = [f"detseg vs torchvision, {m['date']}, {m['cpu']} ({m['cpu_count']} cores, {m['threads']} threads), "
+    lines = [f"detseg vs torchvision, {m['date']}, {m.get('cpu_speed', m['cpu'])} ({m['cpu_count']} cores, {m['threads']} threads), "
              f"torch {m['torch']}, device {m['device']}, load average {m['load_average']}"
              + ("  [--quick: sizes and counts shrunk, numbers are not comparable]" if results.get("quick") else "")]
     lines += _compare_lines(results.get("compare", {}), checks)

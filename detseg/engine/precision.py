@@ -11,24 +11,19 @@ inference of that config.
 from __future__ import annotations
 
 import contextlib
-import functools
-import re
-from pathlib import Path
 
 import torch
+
+from detseg.utils.cpu import has_native_bf16
 from torch import nn
 
 _NAMED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 dot products in hardware (the avx512_bf16 or amx_bf16 flag, Linux)."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no flags to read, keep fp32
-        return False
-    return torch.backends.mkldnn.is_available() and re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+    """Whether this CPU has bf16 dot products in hardware (the avx512_bf16 or amx_bf16 flag, Linux) that
+    oneDNN may use (ONEDNN_MAX_CPU_ISA can forbid them)."""
+    return has_native_bf16()
 
 
 def amp_dtype(setting: bool | str, device: torch.device | str) -> torch.dtype | None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from detseg.utils.cpu import describe_cpu
+
 from detseg.data.check import check_voc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +61,7 @@ def test_custom_config_sizes_itself_and_learns_on_real_photographs(voc_run):
     out, _, stdout = voc_run
     assert "auto input size" in stdout and "anchors [[" in stdout
     assert f"run {out}: train {NUM_TRAIN} images, val {NUM_VAL} images, 3 classes (Platelets, RBC, WBC); " \
-           "faster_rcnn on cpu, float32" in stdout
+           f"faster_rcnn on {describe_cpu()}, float32" in stdout  # the CPU's model and flags with the figures
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["data"]["min_size_test"] == 288 and stored["data"]["format"] == "voc"
     assert all(isinstance(level[0], float) for level in stored["model"]["rpn"]["anchor_sizes"])

@@ -1,0 +1,44 @@
+"""The CPU's description printed with every figure, and when bf16 counts as native."""
+import pytest
+import torch
+
+from detseg.engine import precision
+from detseg.utils import cpu
+
+EPYC = "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
+REAL_NATIVE_BF16 = precision.cpu_has_native_bf16  # before conftest pins every test to fp32
+OLDER = "model name\t: AMD EPYC 7R32\nflags\t\t: fpu sse2 avx2 fma\n"
+
+
+@pytest.fixture
+def cpuinfo(monkeypatch):
+    def use(text: str):
+        monkeypatch.setattr(cpu, "_cpuinfo", lambda: text)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", REAL_NATIVE_BF16)
+    return use
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 on the CPU goes through oneDNN")
+def test_bf16_is_native_only_with_the_flag_and_no_isa_limit_below_it(cpuinfo, monkeypatch):
+    cpuinfo(EPYC)
+    assert cpu.has_native_bf16() and precision.amp_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # oneDNN may not use the bf16 instructions
+    assert not cpu.has_native_bf16() and precision.amp_dtype("auto", "cpu") is None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert cpu.has_native_bf16()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    cpuinfo(OLDER)
+    assert not cpu.has_native_bf16() and precision.amp_dtype("auto", "cpu") is None
+
+
+def test_description_names_model_speed_flags_kernel_level_and_limit(cpuinfo, monkeypatch):
+    cpuinfo(EPYC)
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert cpu.describe_cpu() == f"AMD EPYC 9R14 (avx2 fma avx512f avx512_vnni avx512_bf16; torch {capability})"
+    cpuinfo(OLDER)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert cpu.describe_cpu() == f"AMD EPYC 7R32 (avx2 fma; torch {capability}, ONEDNN_MAX_CPU_ISA=AVX2)"
+    cpuinfo("")
+    assert cpu.describe_cpu().endswith(f"(no SIMD flags read; torch {capability}, ONEDNN_MAX_CPU_ISA=AVX2)")
