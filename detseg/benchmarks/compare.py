@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from detseg.benchmarks.kernel_share import bounds, kernel_share
 from detseg.benchmarks.throughput import synthetic_images, to_batch
 from detseg.benchmarks.timing import interleaved_medians
 from detseg.config import load_config
@@ -177,11 +178,23 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
         result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
     else:  # detseg's default is fp32 here (no bf16 in hardware): the default ratios are the equal ones
         result["equal_fp32"] = _ratios(result, "detseg", "torchvision")
+    result["kernels"] = {side: {"train": kernel_share(s.train_step), "infer": kernel_share(s.predict_one)}
+                         for side, s in sides.items()}
+    result["bounds"] = {label: bounds(result["kernels"][reference]["train"], result["kernels"][reference]["infer"])
+                        for label, reference in _references(result).items()}
     if compiled_side is not None:
         result["detseg_compiled"] = {"latency_ms": infer["detseg_compiled"] * 1000,
                                      "detections": detections["detseg_compiled"]}
         result["compiled_latency_ratio"] = infer["detseg_compiled"] / infer["torchvision"]
     return result
+
+
+def _references(result: dict) -> dict:
+    """precision label -> the torchvision side that runs at it (as report.equal_precisions labels them)."""
+    refs = {"fp32": "torchvision"}
+    if "torchvision_amp" in result:
+        refs[result["precision"]] = "torchvision_amp"
+    return refs
 
 
 def _ratios(result: dict, ours: str, theirs: str) -> dict:

@@ -106,8 +106,22 @@ def _compare_lines(compare: dict, checks: dict) -> list[str]:
                          f"{r['compiled_latency_ratio']:>6.2f}x  "
                          f"{_mark(checks, name + ' latency detseg test.compile/torchvision'):<18}"
                          f"  detections {c['detections']}/{t['detections']}")
-        lines += [_equal_precision_line(name, label, ratios, checks) for label, ratios in equal_precisions(r).items()]
+        for label, ratios in equal_precisions(r).items():
+            lines.append(_equal_precision_line(name, label, ratios, checks))
+            if label in r.get("bounds", {}):
+                lines.append(_bound_line(r, label))
     return lines
+
+
+def _bound_line(r: dict, label: str) -> str:
+    """What the shared convolution and matmul kernels leave to win at this precision."""
+    side = "torchvision" if label == "fp32" else "torchvision_amp"
+    ours = "detseg" if side == "torchvision_amp" or "detseg_fp32" not in r else "detseg_fp32"
+    tv, ds, b = r["kernels"][side], r["kernels"][ours], r["bounds"][label]
+    return (f"    kernels (conv + matmul, profiled): torchvision {tv['train']['share']:.0%} of a training step, "
+            f"{tv['infer']['share']:.0%} of a prediction (detseg {ds['train']['share']:.0%}, "
+            f"{ds['infer']['share']:.0%}); with the same kernels at most train {b['train_ratio_max']:.2f}x, "
+            f"latency at least {b['latency_ratio_min']:.2f}x")
 
 
 def _equal_precision_line(name: str, label: str, ratios: dict, checks: dict) -> str:

@@ -119,10 +119,16 @@ def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch
     assert checks["faster_rcnn_r50_fpn train fp32 both"]["value"] == r["equal_fp32"]["train_ratio"]
     assert checks["faster_rcnn_r50_fpn latency bfloat16 both"]["value"] == r["equal_amp"]["latency_ratio"]
     assert checks["faster_rcnn_r50_fpn latency bfloat16 both"]["goal"] == 0.75
+    # the floor the shared kernels set, at each precision, from the torchvision side at that precision
+    assert set(r["kernels"]) == set(compare.SIDES + compare.CONTROLS)
+    assert r["bounds"]["fp32"]["train_ratio_max"] == 1 / r["kernels"]["torchvision"]["train"]["share"]
+    assert r["bounds"]["bfloat16"]["latency_ratio_min"] == r["kernels"]["torchvision_amp"]["infer"]["share"]
+    assert all(0 < k[part]["share"] < 1 for k in r["kernels"].values() for part in ("train", "infer"))
     lines = _compare_lines({"faster_rcnn_r50_fpn": r}, checks)
     assert "bfloat16 autocast" in lines[0]
-    assert lines[-2].startswith("  both fp32") and lines[-1].startswith("  both bfloat16")
-    assert all(("PASS" in line or "MISS" in line) and line.count("goal") == 2 for line in lines[-2:])
+    assert lines[-4].startswith("  both fp32") and lines[-2].startswith("  both bfloat16")
+    assert all(("PASS" in line or "MISS" in line) and line.count("goal") == 2 for line in lines[-4::2])
+    assert "at most train" in lines[-3] and "at most train" in lines[-1]
 
 
 def test_on_a_cpu_without_bf16_the_default_ratios_are_the_fp32_goals(monkeypatch):

@@ -214,3 +214,17 @@ def test_se_resnet_takes_resnets_dilation():
         assert bb(torch.rand(1, 3, SIZE, SIZE))["s32"].shape[-2:] == (SIZE // 8, SIZE // 8)
     with pytest.raises(ValueError, match="model.backbone.dilation is for ResNets only"):
         build_backbone(BackboneConfig(name="densenet121", width=0.25, dilation=[False, True, True]))
+
+
+@pytest.mark.parametrize("name, width", CASES + [("resnet18", 0.5), ("mobilenet_v3_large", 1.0)])
+def test_batch_norm_running_statistics_follow_training_within_hundreds_of_steps(name, width):
+    # a detector trains for minutes to hours: a BN momentum like TensorFlow's 0.0003 (torchvision's MNASNet)
+    # would leave the statistics evaluation uses near their initial values
+    bb = build_backbone(BackboneConfig(name=name, width=width)).train()
+    norms = [m for m in bb.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and min(m.momentum for m in norms) >= 0.01
+    first = norms[0]
+    before = first.running_mean.clone()
+    with torch.no_grad():
+        bb(torch.rand(2, 3, SIZE, SIZE) + 1.0)  # inputs with a clear non-zero mean
+    assert (first.running_mean - before).abs().max() > 1e-3

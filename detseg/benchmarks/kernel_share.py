@@ -1,0 +1,44 @@
+"""How much of a step is convolution and matrix-multiply kernels: the floor under any implementation of the
+same model at the same precision.
+
+detseg and torchvision build the same layers and call the same oneDNN kernels for them, so the time those
+kernels take is common to both; only the rest (norm layers, activations, RoIAlign, NMS, box coding, Python)
+can differ. If torchvision spends a share ``s`` of its step in them, no implementation with those kernels
+trains faster than ``1 / s`` times torchvision or answers in less than ``s`` of its latency. The profiler's
+own cost falls on the many small calls outside the kernels, so ``s`` is measured low and the bound is
+generous to detseg.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch.profiler import ProfilerActivity, profile
+
+# aten ops that are convolution or matrix-multiply kernels (forward and backward); the rest is "other"
+KERNEL_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward",
+              "aten::_slow_conv2d_backward", "aten::mkldnn_rnn", "aten::mm", "aten::addmm", "aten::bmm",
+              "aten::_mkldnn_convolution", "aten::miopen_convolution", "aten::cudnn_convolution",
+              "aten::_convolution_pointwise", "mkldnn::_convolution_pointwise")
+
+
+def is_kernel(op: str) -> bool:
+    return op in KERNEL_OPS
+
+
+def kernel_share(fn: Callable[[], object], calls: int = 2) -> dict:
+    """Profile ``calls`` calls of ``fn`` (already warmed up): ms per call in the kernels and in all ops
+    (self times, so nothing counts twice) and the kernels' share."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    events = prof.key_averages()  # self times: each microsecond of the calls counted once
+    total = sum(e.self_cpu_time_total for e in events)
+    kernels = sum(e.self_cpu_time_total for e in events if is_kernel(e.key))
+    return {"kernel_ms": kernels / 1000 / calls, "total_ms": total / 1000 / calls,
+            "share": kernels / total if total else float("nan")}
+
+
+def bounds(torchvision_train: dict, torchvision_infer: dict) -> dict:
+    """The best ratios any implementation with torchvision's kernels can reach: training speed at most
+    1 / share, latency at least share."""
+    return {"train_ratio_max": 1 / torchvision_train["share"], "latency_ratio_min": torchvision_infer["share"]}
