@@ -8,7 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def plot_zoo(rows: list[dict], path: str | Path, title: str = "") -> Path:
+def plot_zoo(rows: list[dict], path: str | Path, title: str = "",
+             ylabel: str = "box AP on shapes val (FCN, hollow: mIoU)") -> Path:
     """``rows``: zoo rows with ``total_ms`` and ``ap`` or ``miou``; rows without either are left out."""
     points = [_point(r) for r in rows]
     points = [p for p in points if p is not None]
@@ -24,7 +25,7 @@ def plot_zoo(rows: list[dict], path: str | Path, title: str = "") -> Path:
     axes.set_xscale("log")
     axes.margins(x=0.2, y=0.12)  # room for the labels right of the points
     axes.set_xlabel("inference ms per image, CPU, batch 1 (selective search included where used)")
-    axes.set_ylabel("box AP on shapes val (FCN, hollow: mIoU)")
+    axes.set_ylabel(ylabel)
     axes.grid(True, which="both", alpha=0.3)
     axes.set_title(title or "detseg architecture zoo")
     path = Path(path)

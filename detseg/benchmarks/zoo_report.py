@@ -25,7 +25,8 @@ def write_zoo(report: dict, output_dir: str | Path, json_path: str | Path | None
         written.append(plot_zoo(architectures, out / "zoo.png", title=budget_title(report)))
     if any("error" not in r for r in backbones):
         written.append(plot_zoo(backbones, out / "zoo_backbones.png",
-                                title=budget_title(report).replace("detseg zoo", "Faster R-CNN backbones")))
+                                title=budget_title(report).replace("detseg zoo", "Faster R-CNN backbones"),
+                                ylabel="box AP on shapes val"))
     if json_path:
         Path(json_path).write_text(text)
         written.append(Path(json_path))
