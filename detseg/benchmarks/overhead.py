@@ -66,9 +66,11 @@ def counted_flops(call) -> int:
     return counter.get_total_flops()
 
 
-def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds: int = 5, calls: int = 2) -> dict:
-    """Full batch-1 inference over backbone + neck alone (interleaved medians), and the breakdown."""
-    cfg = load_model_config(name)
+def measure_overhead(name: str = "faster_rcnn_r50_fpn", size: int = 512, rounds: int = 5, calls: int = 2,
+                     fp32: bool = False) -> dict:
+    """Full batch-1 inference over backbone + neck alone (interleaved medians), and the breakdown; at the
+    config's default precision, or in fp32 with ``fp32``."""
+    cfg = load_model_config(name, ("train.amp=false",) if fp32 else ())
     model = precision.prepare_model(build_model(cfg.model, cfg.model.num_classes), cfg.train, "cpu").eval()
     torch.manual_seed(0)
     images, targets = synthetic_images(1, size)

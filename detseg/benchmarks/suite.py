@@ -19,8 +19,10 @@ def run_suite(rounds: int = 5, quick: bool = False, say: Callable[[str], None] =
     say("1/6 detseg vs torchvision speed" + (" (and detseg with test.compile)" if compiled else ""))
     results["compare"] = compare.compare_all(quick, rounds, compiled)
     say("2/6 overhead over the backbone")
-    results["overhead"] = (overhead.measure_overhead(size=128, rounds=1, calls=1) if quick
-                           else overhead.measure_overhead(rounds=rounds))
+    sizes = dict(size=128, rounds=1, calls=1) if quick else dict(rounds=rounds)
+    results["overhead"] = overhead.measure_overhead(**sizes)
+    if results["overhead"]["precision"] != "float32":  # the same goal at equal precision: RoIAlign stays fp32
+        results["overhead_fp32"] = overhead.measure_overhead(**sizes, fp32=True)
     say("3/6 COCO evaluation backends")
     results["eval"] = eval_speed.compare_backends(40 if quick else 500)
     say("4/6 data wait in training")

@@ -77,6 +77,21 @@ def test_overhead_breakdown_parts_fit_in_the_total():
         assert isinstance(model(batch, mode="predict"), list)
 
 
+def test_overhead_is_measured_again_in_fp32_where_the_default_is_bf16(monkeypatch):
+    from detseg.benchmarks.overhead import measure_overhead
+    from detseg.benchmarks.report import all_checks
+    from detseg.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    default = measure_overhead(size=96, rounds=1, calls=1)
+    fp32 = measure_overhead(size=96, rounds=1, calls=1, fp32=True)
+    assert (default["precision"], fp32["precision"]) == ("bfloat16", "float32")
+    assert fp32["flop_ratio"] > 1 and default["flop_ratio"] > 1
+    checks = {c["name"]: c for c in all_checks({"overhead": default, "overhead_fp32": fp32})}
+    assert checks["inference / (backbone+neck x FLOP ratio), fp32"]["value"] == fp32["ratio_over_flops"]
+    assert checks["inference / (backbone+neck x FLOP ratio)"]["value"] == default["ratio_over_flops"]
+
+
 def test_counted_flops_are_the_convolutions_multiply_adds_twice():
     import torch
 
