@@ -10,6 +10,9 @@ generous to detseg.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Callable
 
 from torch.profiler import ProfilerActivity, profile
@@ -28,14 +31,33 @@ def is_kernel(op: str) -> bool:
 def kernel_share(fn: Callable[[], object], calls: int = 2) -> dict:
     """Profile ``calls`` calls of ``fn`` (already warmed up): ms per call in the kernels and in all ops
     (self times, so nothing counts twice) and the kernels' share."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _stderr_silenced():  # Kineto's start/stop notes, written from C++ straight to the descriptor
+        prof = profile(activities=[ProfilerActivity.CPU])
+        prof.start()
+    try:
         for _ in range(calls):
             fn()
+    finally:
+        with _stderr_silenced():
+            prof.stop()
     events = prof.key_averages()  # self times: each microsecond of the calls counted once
     total = sum(e.self_cpu_time_total for e in events)
     kernels = sum(e.self_cpu_time_total for e in events if is_kernel(e.key))
     return {"kernel_ms": kernels / 1000 / calls, "total_ms": total / 1000 / calls,
             "share": kernels / total if total else float("nan")}
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def bounds(torchvision_train: dict, torchvision_infer: dict) -> dict:

@@ -38,9 +38,9 @@ def _kernel_input(features: Tensor) -> tuple[Tensor, torch.dtype]:
     if features.device.type != "cpu":
         return features, features.dtype
     dtype = features.dtype
-    if dtype in (torch.bfloat16, torch.float16):
-        features = features.float()
-    return features.contiguous(), dtype
+    target = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+    # one pass for the cast and the layout (.float() then .contiguous() would copy a channels-last map twice)
+    return features.to(target, memory_format=torch.contiguous_format), dtype
 
 
 def _num_chunks(features: Tensor, rois: Tensor) -> int:
