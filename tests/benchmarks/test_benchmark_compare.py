@@ -12,6 +12,7 @@ from detseg.benchmarks.eval_speed import compare_backends, run_detseg, run_pycoc
 from detseg.benchmarks.memory import peak_rss_mb
 from detseg.benchmarks.overhead import PARTS, breakdown
 from detseg.benchmarks.report import all_checks, check
+from tests.benchmarks.report_numbers import numbers_in
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,17 +192,6 @@ def test_wide_images_stretch_boxes_and_masks_together():
         assert (redrawn != t["masks"]).float().mean() < 0.05
 
 
-def _numbers(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _numbers(v)
-    elif isinstance(tree, list):
-        for v in tree:
-            yield from _numbers(v)
-    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
-        yield tree
-
-
 @pytest.mark.slow
 def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     out = tmp_path / "compare.json"
@@ -232,7 +222,7 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     for row in r["memory"].values():
         assert 100 < row["detseg"]["peak_rss_mb"] < 64 * 1024
         assert row["rss_ratio"] == row["detseg"]["peak_rss_mb"] / row["torchvision"]["peak_rss_mb"]
-    numbers = list(_numbers({k: r[k] for k in ("compare", "overhead", "data_wait", "memory")}))
+    numbers = list(numbers_in({k: r[k] for k in ("compare", "overhead", "data_wait", "memory")}))
     assert numbers and all(math.isfinite(x) for x in numbers)
     assert all(row[side][k] > 0 for row in r["compare"].values() for side in ("detseg", "torchvision")
                for k in ("train_ips", "latency_ms"))

@@ -12,19 +12,9 @@ from detseg.benchmarks import gpu_check
 from detseg.benchmarks.gpu import MODELS
 from detseg.benchmarks.gpu_check import TARGETS, Step, read_junit, run_check
 from detseg.cli.benchmark import main
+from tests.benchmarks.report_numbers import numbers_in
 
 STEPS = ("cuda_tests", "benchmark", "shapes_data", "shapes_training")
-
-
-def _numbers(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _numbers(v)
-    elif isinstance(tree, list):
-        for v in tree:
-            yield from _numbers(v)
-    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
-        yield tree
 
 
 @pytest.mark.slow
@@ -49,7 +39,7 @@ def test_dry_run_runs_every_step_on_the_cpu_into_one_json(tmp_path, capsys):
     assert set(report["targets"]) == set(TARGETS)
     for key, t in report["targets"].items():
         assert t["goal"] == TARGETS[key] and t["of_goal"] == t["value"] / t["goal"] and t["pass"] == (t["of_goal"] >= 1)
-    assert all(math.isfinite(x) for x in _numbers(report))
+    assert all(math.isfinite(x) for x in numbers_in(report))
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("| faster_rcnn_r50_fpn |") == 3 and "bbox AP" in table
     assert "wrote " in capsys.readouterr().out
