@@ -148,7 +148,7 @@ def compiled_contender(base: Contender, cfg, images, targets) -> Contender:
 
 
 def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 1, size: int | None = None,
-                  warmup: int = 1, compiled: bool = False) -> dict:
+                  warmup: int = 1, compiled: bool = False, profiled_calls: int = 2) -> dict:
     """Interleaved detseg / torchvision medians for one model; ratios are detseg over torchvision.
     ``compiled``: also time detseg's inference with test.compile (compiling once before the rounds)."""
     size = size or MODELS[name][1]
@@ -178,8 +178,8 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
         result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
     else:  # detseg's default is fp32 here (no bf16 in hardware): the default ratios are the equal ones
         result["equal_fp32"] = _ratios(result, "detseg", "torchvision")
-    result["kernels"] = {side: {"train": kernel_share(s.train_step), "infer": kernel_share(s.predict_one)}
-                         for side, s in sides.items()}
+    result["kernels"] = {side: {"train": kernel_share(s.train_step, profiled_calls),
+                                "infer": kernel_share(s.predict_one, profiled_calls)} for side, s in sides.items()}
     result["bounds"] = {label: bounds(result["kernels"][reference]["train"], result["kernels"][reference]["infer"])
                         for label, reference in _references(result).items()}
     if compiled_side is not None:
@@ -205,5 +205,5 @@ def _ratios(result: dict, ours: str, theirs: str) -> dict:
 def compare_all(quick: bool = False, rounds: int = 5, compiled: bool = False) -> dict:
     if quick:  # the end-to-end test: small images, one round, no warm-up (SSD300 stays at 300)
         return {name: compare_model(name, batch_size=1, rounds=1, size=300 if "ssd" in name else 128, warmup=0,
-                                    compiled=compiled) for name in MODELS}
+                                    compiled=compiled, profiled_calls=1) for name in MODELS}
     return {name: compare_model(name, rounds=rounds, compiled=compiled) for name in MODELS}
