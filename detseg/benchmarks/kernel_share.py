@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 # aten ops that are convolution or matrix-multiply kernels (forward and backward); the rest is "other"
 KERNEL_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward",
-              "aten::_slow_conv2d_backward", "aten::mkldnn_rnn", "aten::mm", "aten::addmm", "aten::bmm",
+              "aten::_slow_conv2d_backward", "aten::mm", "aten::addmm", "aten::bmm",
               "aten::_mkldnn_convolution", "aten::miopen_convolution", "aten::cudnn_convolution",
               "aten::_convolution_pointwise", "mkldnn::_convolution_pointwise")
 

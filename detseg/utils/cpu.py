@@ -32,9 +32,11 @@ def cpu_model() -> str:
     return match.group(1).strip() if match else (platform.processor() or platform.machine())
 
 
-def cpu_flags() -> set[str]:
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """Read once: evaluation asks for the precision (and so for these) at every batch."""
     match = re.search(r"^flags\s*:\s*(.+)$", _cpuinfo(), re.M)
-    return set(match.group(1).split()) if match else set()
+    return frozenset(match.group(1).split()) if match else frozenset()
 
 
 def isa_limit() -> str | None:

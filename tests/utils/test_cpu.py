@@ -14,10 +14,12 @@ OLDER = "model name\t: AMD EPYC 7R32\nflags\t\t: fpu sse2 avx2 fma\n"
 def cpuinfo(monkeypatch):
     def use(text: str):
         monkeypatch.setattr(cpu, "_cpuinfo", lambda: text)
+        cpu.cpu_flags.cache_clear()
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", REAL_NATIVE_BF16)
-    return use
+    yield use
+    cpu.cpu_flags.cache_clear()  # the next test reads this machine's flags again
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 on the CPU goes through oneDNN")
