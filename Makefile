@@ -50,8 +50,10 @@ demo: install dataset
 		--input $(DATA)/val --limit 16 --output-dir $(DEMO_OUT)/predictions --overwrite
 	@echo "demo done: metrics in $(DEMO_OUT)/eval/metrics.json, pictures in $(DEMO_OUT)/predictions"
 
+# The suite over every core (pytest-xdist; tests/conftest.py gives each worker its share of the threads)
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The documentation site (mkdocs.yml over docs/): built offline into site/, any broken link an error
 docs: install

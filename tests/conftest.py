@@ -14,10 +14,25 @@ the bf16 paths are tested by asking for them (tests/engine/test_precision.py).
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 SHAPES_NUM_TRAIN = 12
 SHAPES_NUM_VAL = 6
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores, so that two workers on two cores do
+    not run four OpenMP threads (spinning threads made a busy 2-core machine several times slower).
+    The share goes to subprocesses too (the command-line and torchrun tests) through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(share)
+        os.environ["OMP_NUM_THREADS"] = str(share)
 
 
 @pytest.fixture(autouse=True)
