@@ -164,7 +164,7 @@ def _eval_lines(e: dict | None, checks: dict) -> list[str]:
     if not e:
         return []
     lines = [f"\n3. COCO evaluation, {e['images']} images, {e['ground_truth']} objects, {e['detections']} detections "
-             f"(loadRes+evaluate+accumulate+summarize, median of {e.get('repeats', 1)} alternating runs; detseg: "
+             f"(loading the results, evaluate, accumulate, summarize; median of {e.get('repeats', 1)} alternating runs; detseg: "
              f"{e.get('detseg_backend', '?')}, {e.get('detseg_processes', '?')} process(es))"]
     for iou_type in ("bbox", "segm"):
         r = e[iou_type]

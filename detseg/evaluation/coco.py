@@ -10,10 +10,12 @@ Conventions (those of detectron2):
   processed twice (e.g. padding of a distributed sampler) counts once.
 - ``backend="auto"`` (the default) evaluates with faster-coco-eval's C++
   COCOeval where that package is installed, else with pycocotools, the
-  reference; both give the same numbers (a test). Results are loaded by
-  pycocotools' ``loadRes`` either way (faster-coco-eval's decodes each mask in
-  its own call, 3x slower), and large result sets are evaluated by category
-  in forked processes (detseg.evaluation.coco_split), ``workers`` of them.
+  reference; both give the same numbers (a test). Results are loaded as
+  pycocotools' ``loadRes`` loads them, with the masks' areas computed in
+  batches (detseg.evaluation.coco_results; faster-coco-eval's loadRes decodes
+  each mask in its own call, 3x slower), and large result sets are evaluated
+  by category in forked processes (detseg.evaluation.coco_split), ``workers``
+  of them.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from detseg.evaluation.coco_results import gc_paused, load_results
 from detseg.evaluation.coco_split import evaluate_split, process_count, split_categories
 from detseg.evaluation.confusion import IOU_THRESH, SCORE_THRESH, DetectionConfusion, confusion_from_coco
 from detseg.evaluation.distributed import gather_results, is_main_process
@@ -129,35 +132,32 @@ def run_cocoeval(coco_gt: COCO, eval_gt, cocoeval_cls: Callable, results: list[d
     (see backend_gt); ``workers`` processes (None: as the CPUs and the result count suggest) evaluate
     groups of categories, the same numbers as one.
     """
-    drop = "segmentation" if iou_type == "bbox" else "bbox"
-    # Copies: loadRes writes id/area/iscrowd into the dicts it gets.
-    anns = [{k: v for k, v in r.items() if k != drop} for r in results]
-    cat_ids = sorted(eval_gt.getCatIds())
-    groups = split_categories(cat_ids, anns, process_count(workers, len(anns), len(cat_ids)))
+    with gc_paused():
+        cat_ids = sorted(eval_gt.getCatIds())
+        groups = split_categories(cat_ids, results, process_count(workers, len(results), len(cat_ids)))
 
-    def evaluate(group: list[int]):
-        chosen = set(group)
-        group_anns = anns if len(groups) == 1 else [a for a in anns if a["category_id"] in chosen]
-        coco_eval = cocoeval_cls(eval_gt, _load_results(coco_gt, group_anns), iou_type)
-        coco_eval.params.catIds = group
-        if image_ids is not None:
-            coco_eval.params.imgIds = list(image_ids)
-        with _quiet():
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-        return coco_eval
+        def evaluate(group: list[int]):
+            chosen = set(group)
+            group_results = results if len(groups) == 1 else [r for r in results if r["category_id"] in chosen]
+            coco_eval = cocoeval_cls(eval_gt, _load_results(coco_gt, group_results, iou_type), iou_type)
+            coco_eval.params.catIds = group
+            if image_ids is not None:
+                coco_eval.params.imgIds = list(image_ids)
+            with _quiet():
+                coco_eval.evaluate()
+                coco_eval.accumulate()
+            return coco_eval
 
-    coco_eval = evaluate_split(evaluate, groups)
+        coco_eval = evaluate_split(evaluate, groups)
     with _quiet():
         coco_eval.summarize()
     return coco_eval
 
 
-def _load_results(coco_gt: COCO, anns: list[dict]) -> COCO:
-    if anns:
-        with _quiet():
-            return coco_gt.loadRes(anns)
-    # loadRes indexes anns[0]; an empty result set is still a valid answer (every object missed).
+def _load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
+    if results:
+        return load_results(coco_gt, results, iou_type)
+    # An empty result set is still a valid answer (every object missed).
     coco_dt = COCO()
     coco_dt.dataset = {
         "images": list(coco_gt.dataset["images"]),
