@@ -19,6 +19,7 @@ from detseg.models.dense.default_boxes import DefaultBoxes, linear_scales
 from detseg.models.dense.ssd_head import SSD_PREDICTORS, SSDHead
 from detseg.models.dense.yolo_head import YOLOHead
 from detseg.models.layers.features import FeatureSpec
+from detseg.models.layers.inference_weights import keep_inference_weights
 from detseg.models.meta_arch.classifier import Classifier
 from detseg.models.meta_arch.one_stage import OneStageDetector
 from detseg.models.meta_arch.region_cnn import RegionCNN, RegionVectors
@@ -404,9 +405,9 @@ def build_model(model_cfg, num_classes: int | None = None, class_weights: list[f
         raise ValueError("model.roi.spp_test_scales is SPPnet's multi-scale test: it needs model.arch 'sppnet'")
     make = choose(ARCHITECTURES, "model.arch", model_cfg.arch)
     if class_weights is None:
-        return make(model_cfg, num_classes)
+        return keep_inference_weights(make(model_cfg, num_classes))
     if model_cfg.arch not in CLASS_WEIGHTED:
         raise ValueError(f"solver.class_weights weighs the detection losses; model.arch '{model_cfg.arch}' takes none")
     if len(class_weights) != num_classes:
         raise ValueError(f"solver.class_weights_values has {len(class_weights)} values for {num_classes} classes")
-    return make(model_cfg, num_classes, list(class_weights))
+    return keep_inference_weights(make(model_cfg, num_classes, list(class_weights)))

@@ -91,3 +91,26 @@ def test_roi_pool_and_spp_poolers_equal_torchvision_on_per_image_boxes(two_threa
     spp = SPPPooler("s4", 4, [4, 2, 1], channels=8)({"s4": feats}, boxes, None)
     expected = torch.cat([roi_pool(feats, ordered, l, 0.25).flatten(1) for l in (4, 2, 1)], 1)
     assert torch.equal(spp, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_pooler_writes_every_level_into_one_output_bit_identically(two_threads, dtype):
+    """Without gradients each level's chunks go straight into their rows (multilevel_roi_align): the same
+    values as torchvision's MultiScaleRoIAlign on the float32 maps, in the maps' dtype, even with a level
+    that gets no RoI and a map in channels-last order (the bf16 default)."""
+    names, strides, size = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32], 256
+    g = torch.Generator().manual_seed(2)
+    features = {n: torch.randn(2, 8, size // s, size // s, generator=g).to(dtype, memory_format=torch.channels_last)
+                for n, s in zip(names, strides)}
+    xy = torch.rand(300, 2, generator=g) * size * 0.6
+    wh = torch.rand(300, 2, generator=g) * 60 + 4  # nothing large enough for p5
+    boxes = [torch.cat([xy, xy + wh], 1)[:170], torch.cat([xy, xy + wh], 1)[170:]]
+    pooler = RoIAlignPooler(names, strides, 7, 2)
+    assert (pooler.mapper(boxes) == 3).sum() == 0 and (pooler.mapper(boxes) == 0).sum() >= 64
+    with torch.no_grad():
+        ours = pooler(features, boxes, [(size, size)] * 2)
+        none = pooler(features, [torch.zeros(0, 4), torch.zeros(0, 4)], [(size, size)] * 2)
+    floats = {n: f.float().contiguous() for n, f in features.items()}
+    ref = MultiScaleRoIAlign(names, 7, 2)(floats, boxes, [(size, size)] * 2).to(dtype)
+    assert ours.dtype == dtype and torch.equal(ours, ref)
+    assert none.shape == (0, 8, 7, 7)

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detseg.models.layers.inference_weights import inference_weights
+
 
 _folding = True
 
@@ -39,15 +41,21 @@ def is_fixed_norm(norm: nn.Module) -> bool:
     return isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats
 
 
-def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
-    """``norm(conv(x))``, as one convolution when the norm is fixed."""
-    if not (_folding and is_fixed_norm(norm)):
-        return norm(conv(x))
+def _folded(conv: nn.Conv2d, norm: nn.Module) -> tuple[Tensor, Tensor]:
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
     shift = norm.bias - norm.running_mean * scale
     if conv.bias is not None:
         shift = shift + conv.bias * scale
-    weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+    return conv.weight * scale.reshape(-1, 1, 1, 1), shift
+
+
+def conv_norm(x: Tensor, conv: nn.Conv2d, norm: nn.Module) -> Tensor:
+    """``norm(conv(x))``, as one convolution when the norm is fixed (in inference, with the folded
+    weights kept: detseg.models.layers.inference_weights)."""
+    if not (_folding and is_fixed_norm(norm)):
+        return norm(conv(x))
+    sources = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    weight, shift = inference_weights(conv, "folded", lambda: _folded(conv, norm), sources)
     return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
-from detseg.models.roi.threaded_roi_ops import as_rois, threaded_roi_align, threaded_roi_pool
+from detseg.models.roi.threaded_roi_ops import as_rois, multilevel_roi_align, threaded_roi_align, threaded_roi_pool
 
 
 class RoIAlignPooler(nn.Module):
@@ -38,6 +38,8 @@ class RoIAlignPooler(nn.Module):
         if len(maps) == 1:
             return self._align(maps[0], rois, self.scales[0])
         levels = self.mapper(boxes)
+        if not torch.is_grad_enabled():
+            return multilevel_roi_align(maps, rois, levels, self.scales, self.resolution, self.sampling_ratio)
         result = maps[0].new_zeros((len(rois), maps[0].shape[1], self.resolution, self.resolution))
         for level, (feature, scale) in enumerate(zip(maps, self.scales)):
             chosen = torch.where(levels == level)[0]

@@ -139,3 +139,33 @@ def threaded_roi_pool(features: Tensor, rois: Tensor | list[Tensor], output_size
         return _ChunkedRoIPool.apply(features, rois, spatial_scale, output_size, chunks).to(dtype)
     # inference: the int64 argmax (twice the output's bytes) is never needed, so never concatenated
     return torch.cat(_roi_pool_chunks(features, rois, spatial_scale, output_size, chunks)[0]).to(dtype)
+
+
+def multilevel_roi_align(maps: list[Tensor], rois: Tensor, levels: Tensor, scales: list[float], output_size: int,
+                         sampling_ratio: int, aligned: bool = False) -> Tensor:
+    """Inference (no autograd): RoIAlign of each of the [K, 5] ``rois`` on map ``levels[k]``, [K, C, P, P] in
+    the maps' dtype. Every level's RoIs are split into chunks spread over the intra-op threads, and each
+    chunk's result is cast straight into its rows of one output: no zero fill, per-level concatenation,
+    second cast or scatter on the calling thread (together ~25 ms of a 300 ms Faster R-CNN prediction)."""
+    dtype, threads = maps[0].dtype, torch.get_num_threads()
+    out = torch.empty((len(rois), maps[0].shape[1], output_size, output_size), dtype=dtype)
+    tasks = []
+    for level, (feature, scale) in enumerate(zip(maps, scales)):
+        index = torch.where(levels == level)[0]
+        if len(index):
+            feature = _kernel_input(feature)[0]
+            chunks = max(1, min(threads, len(index) // MIN_ROIS_PER_CHUNK))
+            tasks += [(feature, scale, part) for part in index.chunk(chunks)]
+
+    def run(task):
+        feature, scale, part = task
+        result = torch.ops.torchvision.roi_align(feature, rois[part].to(feature.dtype), scale, output_size,
+                                                 output_size, sampling_ratio, aligned)
+        out.index_copy_(0, part, result.to(dtype))
+
+    if threads == 1:
+        for task in tasks:
+            run(task)
+    else:
+        list(_executor(threads).map(run, tasks))
+    return out
