@@ -1,12 +1,15 @@
 """COCO evaluation speed of plain pycocotools against detseg's evaluation (faster-coco-eval where installed,
 categories over processes) on the same synthetic predictions, and whether both give the same 12 summary
 statistics. Both clocks run from the result dicts to the stats: loading the results, evaluate, accumulate,
-summarize."""
+summarize. ``python -m detseg.benchmarks.eval_speed [IMAGES]`` prints the report as one JSON line (the
+suite runs it in a fresh process: detseg.benchmarks.fresh_process)."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import io
+import json
 import statistics
 import time
 
@@ -15,6 +18,7 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detseg.benchmarks.fresh_process import run_json
 from detseg.evaluation.coco import _coco_api, backend_gt, resolve_backend, run_cocoeval
 from detseg.evaluation.coco_split import process_count
 
@@ -150,3 +154,18 @@ def compare_backends(num_images: int = 500, iou_types: tuple[str, ...] = ("bbox"
                             "identical": bool(np.array_equal(slow, fast)),
                             "stats": {"pycocotools": slow.tolist(), "detseg": fast.tolist()}}
     return report
+
+
+def compare_in_fresh_process(num_images: int = 500) -> dict:
+    """compare_backends in a new interpreter, which holds what an evaluation holds and no more."""
+    return run_json("detseg.benchmarks.eval_speed", [str(num_images)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=int, nargs="?", default=500)
+    print(json.dumps(compare_backends(parser.parse_args().images)))
+
+
+if __name__ == "__main__":
+    main()

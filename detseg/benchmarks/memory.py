@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from detseg.benchmarks.fresh_process import run_json
 
 
 def peak_rss_mb() -> float:
@@ -46,11 +43,7 @@ def train_and_report(name: str, side: str, iters: int, size: int, batch_size: in
 
 def measure_in_subprocess(args: list[str], timeout: float = 900) -> dict:
     """Run this module's command line in a new interpreter; its last stdout line is the report."""
-    result = subprocess.run([sys.executable, "-m", "detseg.benchmarks.memory", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"memory probe {args} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_json("detseg.benchmarks.memory", args, timeout)
 
 
 def compare_memory(models: list[str], iters: int, sizes: dict[str, int], batch_size: int, device: str) -> dict:

@@ -23,8 +23,8 @@ def run_suite(rounds: int = 5, quick: bool = False, say: Callable[[str], None] =
     results["overhead"] = overhead.measure_overhead(**sizes)
     if results["overhead"]["precision"] != "float32":  # the same goal at equal precision: RoIAlign stays fp32
         results["overhead_fp32"] = overhead.measure_overhead(**sizes, fp32=True)
-    say("3/6 COCO evaluation backends")
-    results["eval"] = eval_speed.compare_backends(40 if quick else 500)
+    say("3/6 COCO evaluation backends (a fresh process)")
+    results["eval"] = eval_speed.compare_in_fresh_process(40 if quick else 500)
     say("4/6 data wait in training")
     results["data_wait"] = data_wait.data_wait_all(*((2, 1) if quick else (30, 5)), data_root=shapes)
     say("5/6 peak memory (fresh processes)")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import batched_nms
 
 from detseg.models.layers.mask_paste import paste_masks
+from detseg.models.layers.threaded_nms import batched_nms
 from detseg.structures import Instances
 from detseg.structures.boxes import scale_boxes
 

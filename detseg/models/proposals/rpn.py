@@ -4,11 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation, batched_nms, remove_small_boxes
+from torchvision.ops import Conv2dNormActivation, remove_small_boxes
 
 from detseg.models.layers.features import FeatureSpec
 from detseg.models.layers.box_coder import BoxCoder
 from detseg.models.layers.postprocess import clip_to_image_sizes, top_k_per_image
+from detseg.models.layers.threaded_nms import batched_nms
 from detseg.models.layers.matching import match_boxes, sample_balanced
 from detseg.models.layers.targets import padded_targets
 from detseg.models.proposals.anchors import AnchorGenerator

@@ -10,22 +10,14 @@ gradients, which only reorders float additions.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
+from detseg.models.layers.op_threads import op_executor as _executor
+
 # Below this many RoIs a thread hand-off costs more than it saves.
 MIN_ROIS_PER_CHUNK = 32
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool[0] != workers:
-        _pool = (workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="detseg-roi-ops"))
-    return _pool[1]
 
 
 def _kernel_input(features: Tensor) -> tuple[Tensor, torch.dtype]:
