@@ -14,14 +14,6 @@ def candidates(num: int, num_groups: int, seed: int = 0):
     return boxes, scores, torch.randint(0, num_groups, (num,), generator=g)
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("num, num_groups", [(3000, 90), (2000, 3), (1500, 1)])
 def test_threaded_groups_give_torchvisions_indices(two_threads, num, num_groups):
     boxes, scores, groups = candidates(num, num_groups)

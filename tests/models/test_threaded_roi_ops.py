@@ -15,14 +15,6 @@ def random_rois(num: int, num_images: int, size: float, seed: int = 0) -> torch.
     return torch.cat([index, xy, xy + wh], 1)
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("op, ours, ref", [
     ("roi_align", lambda f, r: tra.threaded_roi_align(f, r, 7, 0.25, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
     ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
