@@ -41,9 +41,14 @@ def _compiling() -> bool:
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
-    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return None
+    if device_type not in ("cpu", "cuda"):
+        return None
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        on = torch.is_autocast_enabled(device_type)
+        return torch.get_autocast_dtype(device_type) if on else None
+    if device_type == "cpu":  # the per-device functions torch 2.4 deprecated
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
 def _cast(tensor: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
