@@ -8,9 +8,10 @@ once per test session into a temporary folder. Layout (see detseg.data.datasets.
 ``shapes_paths``: the same as a dict of ready-made paths for CocoDetection / VOCDetection.
 Treat both as read-only: they are shared by every test in the session.
 
-Every in-process test runs "auto" precision as fp32 (``full_precision_by_default``), so that the suite's
-tolerances mean the same on a CPU with bf16 in hardware, where "auto" picks bf16, and on one without;
-the bf16 paths are tested by asking for them (tests/engine/test_precision.py).
+Every in-process test runs "auto" precision as fp32 in NCHW (``full_precision_by_default``), so that the
+suite's tolerances mean the same on a CPU with bf16 in hardware, where "auto" picks bf16 (and with AVX-512
+channels_last), and on one without; the other paths are tested by asking for them
+(tests/engine/test_precision.py).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def full_precision_by_default(monkeypatch):
     from detseg.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_avx512", lambda: False)  # and NCHW, as on any CPU
 
 
 @pytest.fixture(scope="session")

@@ -108,8 +108,8 @@ def torchvision_contender(cfg, images, targets, batch_size: int, size: int, devi
 
 SIDES = ("detseg", "torchvision")
 # At equal arithmetic, where detseg's default is not fp32 (bf16 on a CPU with bf16 in hardware): detseg
-# forced to fp32, and torchvision under detseg's autocast and memory format, so that the ratios show
-# what the precision buys and what the code does.
+# forced to fp32 (train.amp=false, with the memory format "auto" picks for fp32), and torchvision under
+# detseg's autocast and memory format, so that the ratios show what the precision buys and what the code does.
 CONTROLS = ("detseg_fp32", "torchvision_amp")
 
 
@@ -123,11 +123,12 @@ def sides_for(name: str, device: str = "cpu") -> tuple[str, ...]:
 def contender(name: str, side: str, batch_size: int, size: int, device: str = "cpu") -> Contender:
     """``side`` of model ``name`` on seeded synthetic images: "detseg" as its config trains and predicts
     (train.amp / train.channels_last), "torchvision" as torchvision runs by default (fp32), or a control."""
-    cfg = load_model_config(name)
+    # detseg_fp32: the config with train.amp=false, in the memory format detseg picks for fp32 there
+    cfg = load_model_config(name, ("train.amp=false",) if side == "detseg_fp32" else ())
     torch.manual_seed(0)  # the same images for both sides, reproducible random weights
     images, targets = synthetic_images(batch_size, size, with_masks=trains_on_masks(cfg.model))
     if side in ("detseg", "detseg_fp32"):
-        return detseg_contender(cfg, images, targets, batch_size, device, amp=side == "detseg")
+        return detseg_contender(cfg, images, targets, batch_size, device, amp=True)
     if side == "torchvision":
         return torchvision_contender(cfg, images, targets, batch_size, size, device)
     if side == "torchvision_amp":  # detseg's precision and memory format, given to torchvision's model

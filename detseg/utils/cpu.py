@@ -53,6 +53,17 @@ def has_native_bf16() -> bool:
     return limit is None or limit in ISA_WITH_BF16
 
 
+# oneDNN instruction sets (ONEDNN_MAX_CPU_ISA) below AVX-512
+ISA_BELOW_AVX512 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"}
+
+
+def has_avx512() -> bool:
+    """AVX-512 (the avx512f flag) that oneDNN is allowed to use."""
+    if not torch.backends.mkldnn.is_available() or "avx512f" not in cpu_flags():
+        return False
+    return isa_limit() not in ISA_BELOW_AVX512
+
+
 def describe_cpu() -> str:
     """One line: model, speed flags, torch's kernel level, and any ISA limit, e.g. "AMD EPYC 9R14 (avx2 fma
     avx512f avx512_vnni avx512_bf16; torch AVX512)"."""

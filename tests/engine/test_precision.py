@@ -35,7 +35,8 @@ def test_explicit_amp_setting_on_cpu(setting, dtype, native_bf16):
 def test_auto_on_cpu_is_bf16_and_channels_last_only_with_bf16_in_hardware(native_bf16):
     assert precision.amp_dtype("auto", CPU) == (torch.bfloat16 if native_bf16 else None)
     assert precision.use_channels_last("auto", CPU, "auto") is native_bf16
-    # forced fp32 keeps the default layout, which is as fast as channels_last in fp32
+    # forced fp32 keeps the default layout where the CPU has no AVX-512 (the suite pins that: conftest.py;
+    # tests/utils/test_cpu.py covers the AVX-512 case)
     assert not precision.use_channels_last("auto", CPU, False)
     assert precision.use_channels_last("auto", CPU, "bf16")
 

@@ -98,6 +98,28 @@ def test_batched_paste_equals_torchvision_per_mask_paste():
     assert paste_masks(probs[:0], boxes[:0], size).shape == (0, *size)
 
 
+def test_windowed_paste_handles_chunks_and_boxes_past_the_image_edges():
+    """More masks than one chunk, boxes of very different sizes, many on the image's edges (their expanded
+    boxes reach past it; predictions are clipped to the image first, as here): each mask is computed over
+    its chunk's window only, and every pixel still equals torchvision's."""
+    g = torch.Generator().manual_seed(1)
+    n, size = 150, (120, 90)
+    probs = torch.rand(n, 28, 28, generator=g)
+    xy = torch.rand(n, 2, generator=g) * 160 - 40
+    wh = torch.rand(n, 2, generator=g) ** 3 * 150 + 0.5
+    boxes = torch.cat([xy, xy + wh], 1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, size[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, size[0])
+    boxes[0] = torch.tensor([30.0, 40.0, 30.0, 40.0])  # a point: one pixel's worth of mask at most
+    expected = paste_masks_in_image(probs[:, None], boxes, size)[:, 0]
+    torch.testing.assert_close(paste_masks(probs, boxes, size, threshold=None), expected, atol=1e-5, rtol=0)
+    binary = paste_masks(probs, boxes, size)
+    differ = binary != (expected >= 0.5)
+    assert torch.all((expected[differ] - 0.5).abs() < 1e-5)
+    on_edge = (boxes[:, :2] == 0).any(1) | (boxes[:, 2] == size[1]) | (boxes[:, 3] == size[0])
+    assert on_edge.sum() > 20 and binary.sum() > 0
+
+
 def test_predicted_masks_are_full_size_and_inside_their_boxes(model):
     model.eval()
     model.roi_heads.score_thresh = 0.0

@@ -7,6 +7,7 @@ from detseg.utils import cpu
 
 EPYC = "model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n"
 REAL_NATIVE_BF16 = precision.cpu_has_native_bf16  # before conftest pins every test to fp32
+REAL_AVX512 = precision.cpu_has_avx512  # ... in NCHW
 OLDER = "model name\t: AMD EPYC 7R32\nflags\t\t: fpu sse2 avx2 fma\n"
 
 
@@ -18,6 +19,7 @@ def cpuinfo(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", REAL_NATIVE_BF16)
+    monkeypatch.setattr(precision, "cpu_has_avx512", REAL_AVX512)
     yield use
     cpu.cpu_flags.cache_clear()  # the next test reads this machine's flags again
 
@@ -33,6 +35,21 @@ def test_bf16_is_native_only_with_the_flag_and_no_isa_limit_below_it(cpuinfo, mo
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     cpuinfo(OLDER)
     assert not cpu.has_native_bf16() and precision.amp_dtype("auto", "cpu") is None
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="channels_last pays through oneDNN")
+def test_fp32_takes_channels_last_only_with_avx512_that_onednn_may_use(cpuinfo, monkeypatch):
+    cpuinfo(EPYC)
+    assert cpu.has_avx512() and precision.use_channels_last("auto", "cpu", False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # AVX-512 without bf16: still channels_last
+    assert cpu.has_avx512() and not cpu.has_native_bf16() and precision.use_channels_last("auto", "cpu", "auto")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # training is slower in channels_last there
+    assert not cpu.has_avx512() and not precision.use_channels_last("auto", "cpu", "auto")
+    assert precision.use_channels_last(True, "cpu", False)  # asked for, given
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    cpuinfo(OLDER)
+    assert not cpu.has_avx512() and not precision.use_channels_last("auto", "cpu", "auto")
+    assert precision.use_channels_last("auto", "cpu", "bf16")  # bf16 asked for: channels_last whatever the CPU
 
 
 def test_description_names_model_speed_flags_kernel_level_and_limit(cpuinfo, monkeypatch):

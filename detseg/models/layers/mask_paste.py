@@ -4,7 +4,8 @@ The result equals resizing each mask, padded by one pixel on every side, with bi
 (``align_corners=False``) onto its box, expanded by the padding and cut to integer pixels, then
 pasting it (torchvision's and detectron2's legacy rule). A bilinear resize is separable, so instead
 of one ``interpolate`` call per mask each mask becomes ``Wy @ mask @ Wx^T`` with sparse row/column
-interpolation matrices, computed for a chunk of masks at once.
+interpolation matrices, computed for a chunk of masks at once over a window as large as the chunk's
+largest box (clipped to the image), not over the whole image: a box's pixels are all that change.
 """
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ def _expanded_int_boxes(boxes: Tensor, mask_size: int, padding: int) -> Tensor:
     return torch.cat([centre - half, centre + half], dim=1).to(torch.int64)  # truncation, as torchvision
 
 
-def _interp_matrix(start: Tensor, length: Tensor, src_size: int, out_size: int) -> Tensor:
-    """[N, out_size, src_size]: row p holds the bilinear weights of image pixel p for a box that covers
-    pixels start .. start + length - 1 (rows outside the box are zero)."""
-    pixel = torch.arange(out_size, device=start.device)[None, :] - start[:, None]  # index inside the box
+def _window(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, int]:
+    """First pixels [N] and common extent of windows inside [0, size) that hold each box's in-image
+    pixels start .. start + length - 1."""
+    low, high = start.clamp(0, size), (start + length).clamp(0, size)
+    extent = int((high - low).max().clamp(min=1))
+    return low.clamp(max=size - extent), extent
+
+
+def _interp_matrix(start: Tensor, length: Tensor, src_size: int, first: Tensor, out_size: int) -> Tensor:
+    """[N, out_size, src_size]: row p holds the bilinear weights of image pixel first + p for a box that
+    covers pixels start .. start + length - 1 (rows outside the box are zero)."""
+    pixel = torch.arange(out_size, device=start.device)[None, :] + (first - start)[:, None]  # index in the box
     inside = (pixel >= 0) & (pixel < length[:, None])
     scale = src_size / length.to(torch.float32)
     src = ((pixel.to(torch.float32) + 0.5) * scale[:, None] - 0.5).clamp(min=0)
@@ -49,10 +58,15 @@ def paste_masks(probs: Tensor, boxes: Tensor, image_size: tuple[int, int], thres
     ints = _expanded_int_boxes(boxes, probs.shape[-1], padding)
     widths = (ints[:, 2] - ints[:, 0] + 1).clamp(min=1)
     heights = (ints[:, 3] - ints[:, 1] + 1).clamp(min=1)
-    out = []
+    dtype = torch.bool if threshold is not None else probs.dtype
+    out = probs.new_zeros((len(probs), h, w), dtype=dtype)
     for sl in torch.arange(len(probs), device=probs.device).split(CHUNK):
-        rows = _interp_matrix(ints[sl, 1], heights[sl], src, h)
-        cols = _interp_matrix(ints[sl, 0], widths[sl], src, w)
-        pasted = rows @ (padded[sl] @ cols.transpose(1, 2))
-        out.append(pasted >= threshold if threshold is not None else pasted)
-    return torch.cat(out)
+        top, tall = _window(ints[sl, 1], heights[sl], h)
+        left, wide = _window(ints[sl, 0], widths[sl], w)
+        rows = _interp_matrix(ints[sl, 1], heights[sl], src, top, tall)
+        cols = _interp_matrix(ints[sl, 0], widths[sl], src, left, wide)
+        pasted = rows @ (padded[sl] @ cols.transpose(1, 2))  # [chunk, tall, wide]
+        pasted = pasted >= threshold if threshold is not None else pasted.to(dtype)
+        for index, y, x, window in zip(sl.tolist(), top.tolist(), left.tolist(), pasted):
+            out[index, y:y + tall, x:x + wide] = window
+    return out
