@@ -82,10 +82,10 @@ def _place(model: torch.nn.Module, cfg, device: str, amp: bool) -> Callable[[], 
     return partial(precision.autocast, cfg.train, device)
 
 
-def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu", amp: bool = False) -> Contender:
-    """``amp``: the config's train.amp / train.channels_last, applied as the Trainer applies them."""
+def detseg_contender(cfg, images, targets, batch_size: int, device: str = "cpu") -> Contender:
+    """detseg's model with the config's train.amp / train.channels_last, applied as the Trainer applies them."""
     model = build_model(cfg.model, cfg.model.num_classes)
-    mode = _place(model, cfg, device, amp)
+    mode = _place(model, cfg, device, amp=True)
     batch = to_batch(images[:batch_size], targets[:batch_size]).to(device)
     single = to_batch(images[:1], targets[:1]).to(device)
     return Contender(model, _sgd_step(model, lambda: sum(model(batch, mode="loss").values()), mode),
@@ -128,7 +128,7 @@ def contender(name: str, side: str, batch_size: int, size: int, device: str = "c
     torch.manual_seed(0)  # the same images for both sides, reproducible random weights
     images, targets = synthetic_images(batch_size, size, with_masks=trains_on_masks(cfg.model))
     if side in ("detseg", "detseg_fp32"):
-        return detseg_contender(cfg, images, targets, batch_size, device, amp=True)
+        return detseg_contender(cfg, images, targets, batch_size, device)
     if side == "torchvision":
         return torchvision_contender(cfg, images, targets, batch_size, size, device)
     if side == "torchvision_amp":  # detseg's precision and memory format, given to torchvision's model

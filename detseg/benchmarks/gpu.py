@@ -75,7 +75,7 @@ def model_figures(name: str, rounds: int, batch_size: int, height: int, width: i
     cfg = load_model_config(name, AMP)
     torch.manual_seed(0)
     images, targets = wide_images(batch_size, height, width, with_masks=trains_on_masks(cfg.model))
-    builders = {"detseg": lambda: detseg_contender(cfg, images, targets, batch_size, device, amp=True),
+    builders = {"detseg": lambda: detseg_contender(cfg, images, targets, batch_size, device),
                 # min_size = max_size = the long side: torchvision's resize leaves height x width as it is
                 "torchvision": lambda: torchvision_contender(cfg, images, targets, batch_size, width, device, amp=True)}
     peaks = {side: isolated_peaks(build, device) for side, build in builders.items()}

@@ -139,7 +139,7 @@ def run_cocoeval(coco_gt: COCO, eval_gt, cocoeval_cls: Callable, results: list[d
         def evaluate(group: list[int]):
             chosen = set(group)
             group_results = results if len(groups) == 1 else [r for r in results if r["category_id"] in chosen]
-            coco_eval = cocoeval_cls(eval_gt, _load_results(coco_gt, group_results, iou_type), iou_type)
+            coco_eval = cocoeval_cls(eval_gt, load_results(coco_gt, group_results, iou_type), iou_type)
             coco_eval.params.catIds = group
             if image_ids is not None:
                 coco_eval.params.imgIds = list(image_ids)
@@ -152,21 +152,6 @@ def run_cocoeval(coco_gt: COCO, eval_gt, cocoeval_cls: Callable, results: list[d
     with _quiet():
         coco_eval.summarize()
     return coco_eval
-
-
-def _load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
-    if results:
-        return load_results(coco_gt, results, iou_type)
-    # An empty result set is still a valid answer (every object missed).
-    coco_dt = COCO()
-    coco_dt.dataset = {
-        "images": list(coco_gt.dataset["images"]),
-        "categories": list(coco_gt.dataset["categories"]),
-        "annotations": [],
-    }
-    with _quiet():
-        coco_dt.createIndex()
-    return coco_dt
 
 
 class CocoEvaluator:

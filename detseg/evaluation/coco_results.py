@@ -37,8 +37,9 @@ def load_results(coco_gt: COCO, results: list[dict], iou_type: str) -> COCO:
     """A pycocotools COCO holding ``results`` (COCO result dicts) of ``coco_gt``'s images, each with the
     id, area and iscrowd loadRes gives it. Each result is copied without the other type's field, so that
     "segm" results take their area from their mask (for COCO's small/medium/large ranges) and "bbox"
-    results from their box. Unlike loadRes, "segm" results get no box from their mask: a mask COCOeval
-    reads only masks and areas, and the boxes cost as much as the areas."""
+    results from their box. Unlike loadRes, "segm" results get no box from their mask (a mask COCOeval
+    reads only masks and areas, and the boxes cost as much as the areas), and no results at all is a valid
+    answer (every object missed)."""
     unknown = {r["image_id"] for r in results} - set(coco_gt.imgs)
     if unknown:
         raise ValueError(f"results name {len(unknown)} image ids the ground truth does not have, "

@@ -35,9 +35,12 @@ def made_at_each_call() -> Iterator[None]:
         _keeping = before
 
 
-def _compiling() -> bool:
+def capturing_graph() -> bool:
+    """Whether this call is being traced, scripted or compiled: then ops must stay ops (no kept tensors,
+    no thread pools), the graph is what is wanted."""
     compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
+    compiling = compiler is not None and compiler.is_compiling()
+    return bool(compiling or torch.jit.is_tracing() or torch.jit.is_scripting())
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -61,7 +64,7 @@ def inference_weights(module: nn.Module, slot: str, make: Callable[[], tuple[Ten
                       sources: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
     """``make()`` (a conv or linear layer's weight and bias), in the autocast dtype when one is on; in
     inference kept in ``module``'s ``slot`` while ``sources`` are unchanged."""
-    if not _keeping or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting() or _compiling():
+    if not _keeping or torch.is_grad_enabled() or capturing_graph():
         return make()
     present = [t for t in sources if t is not None]
     dtype = _autocast_dtype(present[0].device.type)

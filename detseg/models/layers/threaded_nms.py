@@ -14,22 +14,17 @@ from torch import Tensor
 from torchvision.ops import batched_nms as torchvision_batched_nms
 from torchvision.ops import nms
 
+from detseg.models.layers.inference_weights import capturing_graph
 from detseg.models.layers.op_threads import op_executor
 
 # torchvision's batched_nms loops over groups above this many box coordinates on the CPU
 VANILLA_ABOVE = 4000
 
 
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
-
-
 def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
     """Indices of the boxes NMS keeps within each group, by decreasing score (torchvision's batched_nms)."""
     threads = torch.get_num_threads()
-    if (boxes.device.type != "cpu" or threads == 1 or boxes.numel() <= VANILLA_ABOVE
-            or torch.jit.is_tracing() or torch.jit.is_scripting() or _compiling()):
+    if boxes.device.type != "cpu" or threads == 1 or boxes.numel() <= VANILLA_ABOVE or capturing_graph():
         return torchvision_batched_nms(boxes, scores, groups, iou_threshold)
     order = torch.argsort(groups, stable=True)
     counts = torch.unique_consecutive(groups[order], return_counts=True)[1].tolist()
