@@ -4,6 +4,7 @@ import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 from detseg.models.roi import threaded_roi_ops as tra
+from detseg.models.roi.roi_align_levels import _channel_slices, roi_align_levels
 from detseg.models.roi.poolers import RoIAlignPooler, RoIPoolPooler, SPPPooler
 
 
@@ -16,13 +17,13 @@ def random_rois(num: int, num_images: int, size: float, seed: int = 0) -> torch.
 
 
 @pytest.mark.parametrize("op, ours, ref", [
-    ("roi_align", lambda f, r: tra.threaded_roi_align(f, r, 7, 0.25, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
+    ("roi_align", lambda f, r: roi_align_levels([f], r, None, [0.25], 7, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
     ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
 ])
 def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, ref):
     feats = torch.randn(2, 8, 20, 24, requires_grad=True)
     rois = random_rois(300, 2, 80)
-    assert tra._num_chunks(feats, rois) == 2  # the threaded path is the one under test
+    assert tra._num_chunks(feats, rois) == 2 and len(_channel_slices(8, 300)) == 2  # the threaded paths
     ours_out, ref_out = ours(feats, rois), ref(feats, rois)
     assert torch.equal(ours_out, ref_out)
     weights = torch.randn_like(ref_out)
@@ -34,7 +35,7 @@ def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, re
 
 @pytest.mark.parametrize("num_rois", [300, 10], ids=["threaded", "one_chunk"])
 @pytest.mark.parametrize("op, ours, ref", [
-    ("roi_align", lambda f, r: tra.threaded_roi_align(f, r, 7, 0.25, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
+    ("roi_align", lambda f, r: roi_align_levels([f], r, None, [0.25], 7, 2), lambda f, r: roi_align(f, r, 7, 0.25, 2)),
     ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
 ])
 def test_bf16_maps_of_a_cpu_autocast_pool_in_float32_and_come_back_in_bf16(two_threads, op, ours, ref, num_rois):
@@ -54,23 +55,54 @@ def test_bf16_maps_of_a_cpu_autocast_pool_in_float32_and_come_back_in_bf16(two_t
 def test_few_rois_or_one_thread_use_torchvision_directly(two_threads):
     feats = torch.randn(1, 4, 10, 10)
     assert tra._num_chunks(feats, random_rois(10, 1, 40)) == 1
+    assert _channel_slices(4, 10) == [slice(0, 4)]
+    assert _channel_slices(5, 500) == [slice(0, 2), slice(2, 5)]
     torch.set_num_threads(1)
     assert tra._num_chunks(feats, random_rois(500, 1, 40)) == 1
+    assert _channel_slices(4, 500) == [slice(0, 4)]
 
 
-def test_multilevel_pooler_equals_multiscale_roialign(two_threads):
+@pytest.mark.parametrize("dtype, layout", [(torch.float32, torch.contiguous_format),
+                                           (torch.float32, torch.channels_last), (torch.bfloat16, torch.channels_last)],
+                         ids=["fp32", "fp32_channels_last", "bf16_channels_last"])
+def test_multilevel_pooler_and_its_gradients_equal_multiscale_roialign_bit_for_bit(two_threads, dtype, layout):
+    """Each thread runs torchvision's kernels on a slice of the channels: every element and every map's
+    gradient is computed as by MultiScaleRoIAlign, so they are equal, in the maps' dtype and layout."""
     names, strides = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32]
-    size = 256
-    features = {n: torch.randn(2, 8, size // s, size // s) for n, s in zip(names, strides)}
+    size = 512
     g = torch.Generator().manual_seed(1)
+    base = {n: torch.randn(2, 8, size // s, size // s, generator=g) for n, s in zip(names, strides)}
     boxes = []
-    for _ in range(2):  # small to large boxes so every level gets RoIs
-        xy = torch.rand(200, 2, generator=g) * size * 0.5
-        wh = torch.rand(200, 2, generator=g) ** 2 * size * 0.5 + 4
+    for _ in range(2):  # small to large boxes so every level gets RoIs (side >= 448 for p5)
+        xy = torch.rand(200, 2, generator=g) * size * 0.1
+        wh = torch.rand(200, 2, generator=g) ** 2 * size * 0.9 + 4
+        wh[:10] = torch.rand(10, 2, generator=g) * 8 + 450
         boxes.append(torch.cat([xy, xy + wh], 1))
-    ours = RoIAlignPooler(names, strides, 7, 2)(features, boxes, [(size, size)] * 2)
-    ref = MultiScaleRoIAlign(names, 7, 2)(features, boxes, [(size, size)] * 2)
-    assert torch.equal(ours, ref)
+    pooler = RoIAlignPooler(names, strides, 7, 2)
+    assert set(pooler.mapper(boxes).tolist()) == {0, 1, 2, 3}
+    maps = {n: b.to(dtype, memory_format=layout).requires_grad_() for n, b in base.items()}
+    ref_maps = {n: b.to(dtype, memory_format=layout).requires_grad_() for n, b in base.items()}
+    ours = pooler(maps, boxes, [(size, size)] * 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        ref = MultiScaleRoIAlign(names, 7, 2)(ref_maps, boxes, [(size, size)] * 2)
+    assert ours.dtype == ref.dtype == dtype and torch.equal(ours, ref)
+    weights = torch.randn(ref.shape, generator=g).to(dtype)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    for name in names:
+        grad, ref_grad = maps[name].grad, ref_maps[name].grad
+        assert grad.dtype == dtype and grad.is_contiguous(memory_format=layout)
+        assert torch.equal(grad, ref_grad) and grad.abs().sum() > 0
+
+
+def test_a_level_without_rois_gets_no_gradient_and_zero_rois_give_an_empty_result(two_threads):
+    maps = [torch.randn(1, 8, 32, 32, requires_grad=True), torch.randn(1, 8, 16, 16, requires_grad=True)]
+    rois = random_rois(64, 1, 100)
+    out = roi_align_levels(maps, rois, torch.zeros(64, dtype=torch.long), [0.25, 0.125], 7, 2)
+    out.sum().backward()
+    assert maps[0].grad.abs().sum() > 0 and maps[1].grad is None  # None: autograd's zero
+    empty = roi_align_levels(maps, rois[:0], torch.zeros(0, dtype=torch.long), [0.25, 0.125], 7, 2)
+    assert empty.shape == (0, 8, 7, 7)
 
 
 def test_roi_pool_and_spp_poolers_equal_torchvision_on_per_image_boxes(two_threads):

@@ -12,14 +12,15 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
-from detseg.models.roi.threaded_roi_ops import as_rois, multilevel_roi_align, threaded_roi_align, threaded_roi_pool
+from detseg.models.roi.roi_align_levels import roi_align_levels
+from detseg.models.roi.threaded_roi_ops import as_rois, threaded_roi_pool
 
 
 class RoIAlignPooler(nn.Module):
     """RoIAlign on one map, or FPN's level assignment (k0 = 4, canonical 224) over several.
 
-    torchvision's rules (its MultiScaleRoIAlign and LevelMapper); on the CPU each level's RoIAlign runs
-    threaded (threaded_roi_ops), elsewhere and when traced for export torchvision's module runs as is.
+    torchvision's rules (its MultiScaleRoIAlign and LevelMapper); on the CPU the RoIAlign kernels run over
+    the threads (roi_align_levels), elsewhere and when traced for export torchvision's module runs as is.
     """
 
     def __init__(self, in_features: list[str], strides: list[int], resolution: int, sampling_ratio: int):
@@ -34,20 +35,8 @@ class RoIAlignPooler(nn.Module):
         maps = [features[k] for k in self.in_features]
         if maps[0].device.type != "cpu" or torch.jit.is_tracing():
             return self.op(features, boxes, image_sizes)
-        rois = as_rois(boxes)
-        if len(maps) == 1:
-            return self._align(maps[0], rois, self.scales[0])
-        levels = self.mapper(boxes)
-        if not torch.is_grad_enabled():
-            return multilevel_roi_align(maps, rois, levels, self.scales, self.resolution, self.sampling_ratio)
-        result = maps[0].new_zeros((len(rois), maps[0].shape[1], self.resolution, self.resolution))
-        for level, (feature, scale) in enumerate(zip(maps, self.scales)):
-            chosen = torch.where(levels == level)[0]
-            result[chosen] = self._align(feature, rois[chosen], scale).to(result.dtype)
-        return result
-
-    def _align(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        return threaded_roi_align(feature, rois, self.resolution, scale, self.sampling_ratio)
+        levels = self.mapper(boxes) if len(maps) > 1 else None
+        return roi_align_levels(maps, as_rois(boxes), levels, self.scales, self.resolution, self.sampling_ratio)
 
 
 class RoIPoolPooler(nn.Module):
