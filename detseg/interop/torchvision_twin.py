@@ -57,7 +57,22 @@ def _ssd_twin(model_cfg, num_classes: int):
     name = _SSD_TWINS.get(model_cfg.backbone.name)
     if name is None:
         return None
-    return getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+    model = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+    if name == "ssd300_vgg16":
+        # without backbone weights torchvision trains every layer (and ignores trainable_backbone_layers):
+        # freeze what the config freezes, or the twin would train layers detseg does not
+        _freeze_vgg_stages(model.backbone.features, model_cfg.backbone.freeze_at)
+    return model
+
+
+def _freeze_vgg_stages(features, stages: int) -> None:
+    """requires_grad off for the first ``stages`` VGG stages, each ending at a MaxPool (detseg's freeze_at)."""
+    import torch.nn as nn
+
+    pools = [i for i, layer in enumerate(features) if isinstance(layer, nn.MaxPool2d)]
+    end = pools[stages - 1] if 0 < stages <= len(pools) else (len(features) if stages > 0 else 0)
+    for parameter in features[:end].parameters():
+        parameter.requires_grad_(False)
 
 
 def _fcn_twin(model_cfg, num_classes: int):

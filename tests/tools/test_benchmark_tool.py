@@ -98,3 +98,23 @@ def test_fcn_twin_and_synthetic_semantic_targets():
         inside = sem[int(y1) + 1:int(y2) - 1, int(x1) + 1:int(x2) - 1]
         assert torch.all(inside == target["labels"][-1])
         assert set(sem.unique().tolist()) <= {0, *target["labels"].tolist()}
+
+
+@pytest.mark.parametrize("config", ["faster_rcnn/coco_r50_fpn_1x.yaml", "mask_rcnn/coco_r50_fpn_1x.yaml",
+                                    "ssd/coco_ssd300_vgg16.yaml", "ssd/coco_ssdlite320_mobilenet_v3.yaml",
+                                    "fcn/coco_r50.yaml"])
+def test_twin_trains_the_parameters_detseg_trains(config):
+    """A step's cost depends on which layers get gradients: the twin freezes what the config freezes
+    (torchvision's SSD300 without backbone weights trains its first VGG stage, which the config freezes)."""
+    from detseg.config import load_config
+    from detseg.models.build import build_model
+    from detseg.interop.torchvision_twin import torchvision_twin
+
+    cfg = load_config(ROOT / "configs" / config, ["model.backbone.weights=null"])
+    ours, twin = build_model(cfg.model), torchvision_twin(cfg.model, cfg.model.num_classes, 320)
+
+    def counts(model):
+        return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+
+    assert counts(twin) == counts(ours)
+    assert (counts(ours)[0] < counts(ours)[1]) == (cfg.model.backbone.freeze_at > 0)
