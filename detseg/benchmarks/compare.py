@@ -6,6 +6,7 @@ so the ratios compare the models, not their pre-processing.
 from __future__ import annotations
 
 import copy
+import statistics
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -14,9 +15,9 @@ from typing import Callable
 
 import torch
 
-from detseg.benchmarks.kernel_share import bounds, kernel_share
+from detseg.benchmarks.kernel_share import bounds, kernel_share, own_kernel_bounds
 from detseg.benchmarks.throughput import synthetic_images, to_batch
-from detseg.benchmarks.timing import interleaved_medians
+from detseg.benchmarks.timing import interleaved_samples, paired_ratio
 from detseg.config import load_config
 from detseg.engine import precision
 from detseg.engine.compile import compile_for_inference
@@ -164,43 +165,49 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
         predictors["detseg_compiled"]()  # the compilation itself is not timed
     # inference first: freshly initialised, both sides keep their maximum number of detections, an equal
     # post-processing load; a few SGD steps later one side may keep 0 and the other 30
-    infer = interleaved_medians(predictors, rounds, calls * 2 if warmup else 1, warmup)
+    infer = interleaved_samples(predictors, rounds, calls * 2 if warmup else 1, warmup)
     detections = {side: s.count(s.predict_one()) for side, s in sides.items()}
     compiled_side = sides.pop("detseg_compiled", None)
-    train = interleaved_medians({k: s.train_step for k, s in sides.items()}, rounds, calls, warmup)
+    train = interleaved_samples({k: s.train_step for k, s in sides.items()}, rounds, calls, warmup)
     result = {"config": MODELS[name][0], "size": size, "batch_size": batch_size, "rounds": rounds}
     for side in sides:
-        result[side] = {"train_ips": batch_size / train[side], "latency_ms": infer[side] * 1000,
-                        "detections": detections[side]}
-    result.update(_ratios(result, "detseg", "torchvision"))
+        result[side] = {"train_ips": batch_size / statistics.median(train[side]),
+                        "latency_ms": statistics.median(infer[side]) * 1000, "detections": detections[side],
+                        "train_s": train[side], "latency_s": infer[side]}
+    result.update(_ratios(train, infer, "detseg", "torchvision"))
     result["precision"] = precision.dtype_name(load_model_config(name).train, "cpu")
     if "detseg_fp32" in result:
-        result["equal_fp32"] = _ratios(result, "detseg_fp32", "torchvision")
-        result["equal_amp"] = _ratios(result, "detseg", "torchvision_amp")
+        result["equal_fp32"] = _ratios(train, infer, "detseg_fp32", "torchvision")
+        result["equal_amp"] = _ratios(train, infer, "detseg", "torchvision_amp")
     else:  # detseg's default is fp32 here (no bf16 in hardware): the default ratios are the equal ones
-        result["equal_fp32"] = _ratios(result, "detseg", "torchvision")
+        result["equal_fp32"] = _ratios(train, infer, "detseg", "torchvision")
     result["kernels"] = {side: {"train": kernel_share(s.train_step, profiled_calls),
                                 "infer": kernel_share(s.predict_one, profiled_calls)} for side, s in sides.items()}
-    result["bounds"] = {label: bounds(result["kernels"][reference]["train"], result["kernels"][reference]["infer"])
-                        for label, reference in _references(result).items()}
+    kernels = result["kernels"]
+    result["bounds"] = {label: bounds(kernels[tv]["train"], kernels[tv]["infer"])
+                        for label, (tv, _) in _references(result).items()}
+    result["own_kernel_bounds"] = {label: own_kernel_bounds(kernels[tv]["train"], kernels[tv]["infer"],
+                                                            kernels[ds]["train"], kernels[ds]["infer"])
+                                   for label, (tv, ds) in _references(result).items()}
     if compiled_side is not None:
-        result["detseg_compiled"] = {"latency_ms": infer["detseg_compiled"] * 1000,
-                                     "detections": detections["detseg_compiled"]}
-        result["compiled_latency_ratio"] = infer["detseg_compiled"] / infer["torchvision"]
+        result["detseg_compiled"] = {"latency_ms": statistics.median(infer["detseg_compiled"]) * 1000,
+                                     "detections": detections["detseg_compiled"], "latency_s": infer["detseg_compiled"]}
+        result["compiled_latency_ratio"] = paired_ratio(infer, "detseg_compiled", "torchvision")
     return result
 
 
 def _references(result: dict) -> dict:
-    """precision label -> the torchvision side that runs at it (as report.equal_precisions labels them)."""
-    refs = {"fp32": "torchvision"}
+    """precision label -> (the torchvision side, the detseg side) that run at it (as report.equal_precisions
+    labels them)."""
+    refs = {"fp32": ("torchvision", "detseg_fp32" if "detseg_fp32" in result else "detseg")}
     if "torchvision_amp" in result:
-        refs[result["precision"]] = "torchvision_amp"
+        refs[result["precision"]] = ("torchvision_amp", "detseg")
     return refs
 
 
-def _ratios(result: dict, ours: str, theirs: str) -> dict:
-    return {"train_ratio": result[ours]["train_ips"] / result[theirs]["train_ips"],
-            "latency_ratio": result[ours]["latency_ms"] / result[theirs]["latency_ms"]}
+def _ratios(train: dict, infer: dict, ours: str, theirs: str) -> dict:
+    """detseg / torchvision images per second and latency, each the median of the rounds' own ratios."""
+    return {"train_ratio": paired_ratio(train, theirs, ours), "latency_ratio": paired_ratio(infer, ours, theirs)}
 
 
 def compare_all(quick: bool = False, rounds: int = 5, compiled: bool = False) -> dict:

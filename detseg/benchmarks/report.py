@@ -95,7 +95,8 @@ def _compare_lines(compare: dict, checks: dict) -> list[str]:
     precisions = {r["precision"] for r in compare.values() if r.get("precision", "float32") != "float32"}
     default = f"detseg at its default precision ({', '.join(sorted(precisions))} autocast), torchvision fp32; " \
         if precisions else ""
-    lines = [f"\n1. speed (median of interleaved rounds; {default}ds/tv)",
+    lines = [f"\n1. speed (interleaved rounds: medians, and ratios as the median of each round's own ratio; "
+             f"{default}ds/tv)",
              f"{'model':<22}{'size':>10}{'train img/s ds/tv':>20}{'ratio':>7}  {'':<18}"
              f"{'latency ms ds/tv':>20}{'ratio':>7}"]
     for name, r in compare.items():
@@ -124,10 +125,15 @@ def _bound_line(r: dict, label: str) -> str:
     side = "torchvision" if label == "fp32" else "torchvision_amp"
     ours = "detseg" if side == "torchvision_amp" or "detseg_fp32" not in r else "detseg_fp32"
     tv, ds, b = r["kernels"][side], r["kernels"][ours], r["bounds"][label]
-    return (f"    kernels (conv + matmul, profiled): torchvision {tv['train']['share']:.0%} of a training step, "
+    line = (f"    kernels (conv + matmul, profiled): torchvision {tv['train']['share']:.0%} of a training step, "
             f"{tv['infer']['share']:.0%} of a prediction (detseg {ds['train']['share']:.0%}, "
             f"{ds['infer']['share']:.0%}); with the same kernels at most train {b['train_ratio_max']:.2f}x, "
             f"latency at least {b['latency_ratio_min']:.2f}x")
+    own = r.get("own_kernel_bounds", {}).get(label)
+    if own is None:
+        return line
+    return (line + f"; with detseg's own ({ds['train']['kernel_ms']:.0f} / {ds['infer']['kernel_ms']:.0f} ms) "
+            f"at most {own['train_ratio_max']:.2f}x, at least {own['latency_ratio_min']:.2f}x")
 
 
 def _equal_precision_line(name: str, label: str, ratios: dict, checks: dict) -> str:

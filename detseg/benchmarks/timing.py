@@ -23,10 +23,10 @@ def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int, calls: int,
-                        warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each contender, timed in alternating rounds so that background load
-    on a shared machine falls on all of them alike (the order flips every round)."""
+def interleaved_samples(contenders: dict[str, Callable[[], object]], rounds: int, calls: int,
+                        warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each contender in each round, timed in alternating rounds so that background
+    load on a shared machine falls on all of them alike (the order flips every round)."""
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
@@ -35,7 +35,20 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             samples[name].append(seconds_per_call(contenders[name], calls))
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int, calls: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each contender over interleaved rounds (interleaved_samples)."""
+    return {name: statistics.median(s) for name, s in interleaved_samples(contenders, rounds, calls, warmup).items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of one contender's time over another's in the same round. A shared host's speed
+    drifts (here by up to 40% over minutes): the two times of one round were taken seconds apart, the
+    two medians possibly minutes apart, so the per-round ratio is the steadier estimate."""
+    return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator]))
 
 
 class SectionTimer:

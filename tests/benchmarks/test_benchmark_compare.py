@@ -112,6 +112,19 @@ def test_probe_reports_its_own_peak_not_its_parents():
     assert peak_rss_mb() > big.nbytes / 2**20
 
 
+def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
+    from detseg.benchmarks.timing import interleaved_samples, paired_ratio
+
+    # the host slows down 40% after the first rounds: each round's ratio stays 1.3, the medians' does not
+    samples = {"torchvision": [1.3, 1.3, 1.82, 1.82, 1.82], "detseg": [1.0, 1.0, 1.4, 1.4, 1.4]}
+    assert paired_ratio(samples, "torchvision", "detseg") == pytest.approx(1.3)
+    assert paired_ratio({"a": [1.0, 2.0, 9.0], "b": [1.0, 1.0, 1.0]}, "a", "b") == 2.0
+    calls = []
+    timed = interleaved_samples({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, calls=1,
+                                warmup=0)
+    assert calls == ["a", "b", "b", "a", "a", "b"] and [len(v) for v in timed.values()] == [3, 3]
+
+
 def test_check_marks_goals():
     assert check("x", 1.4, ">=", 1.3)["pass"] and not check("x", 1.2, ">=", 1.3)["pass"]
     assert not check("x", float("nan"), "<=", 1.0)["pass"]
@@ -127,9 +140,12 @@ def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch
     assert compare.sides_for("faster_rcnn_r50_fpn") == compare.SIDES + compare.CONTROLS
     r = compare.compare_model("faster_rcnn_r50_fpn", batch_size=1, rounds=1, size=128, warmup=0)
     assert r["precision"] == "bfloat16"
-    assert r["train_ratio"] == r["detseg"]["train_ips"] / r["torchvision"]["train_ips"]
-    assert r["equal_fp32"]["train_ratio"] == r["detseg_fp32"]["train_ips"] / r["torchvision"]["train_ips"]
-    assert r["equal_amp"]["latency_ratio"] == r["detseg"]["latency_ms"] / r["torchvision_amp"]["latency_ms"]
+    # ratios of one round's own times (rounds=1 here); the medians shown beside them
+    assert r["train_ratio"] == r["torchvision"]["train_s"][0] / r["detseg"]["train_s"][0]
+    assert r["equal_fp32"]["train_ratio"] == r["torchvision"]["train_s"][0] / r["detseg_fp32"]["train_s"][0]
+    assert r["equal_amp"]["latency_ratio"] == r["detseg"]["latency_s"][0] / r["torchvision_amp"]["latency_s"][0]
+    assert r["detseg"]["train_ips"] == 1 / r["detseg"]["train_s"][0]
+    assert r["torchvision"]["latency_ms"] == r["torchvision"]["latency_s"][0] * 1000
     checks = {c["name"]: c for c in all_checks({"compare": {"faster_rcnn_r50_fpn": r}})}
     # each precision is a goal of its own: the default's, both fp32, both bf16
     assert checks["faster_rcnn_r50_fpn train fp32 both"]["value"] == r["equal_fp32"]["train_ratio"]
@@ -139,12 +155,18 @@ def test_on_a_bf16_cpu_the_speed_rows_carry_equal_precision_controls(monkeypatch
     assert set(r["kernels"]) == set(compare.SIDES + compare.CONTROLS)
     assert r["bounds"]["fp32"]["train_ratio_max"] == 1 / r["kernels"]["torchvision"]["train"]["share"]
     assert r["bounds"]["bfloat16"]["latency_ratio_min"] == r["kernels"]["torchvision_amp"]["infer"]["share"]
+    # and the floor detseg's own kernels set (channels-last fp32 runs other kernels than torchvision's NCHW)
+    own = r["own_kernel_bounds"]["fp32"]
+    assert own["train_ratio_max"] == r["kernels"]["torchvision"]["train"]["total_ms"] / r["kernels"]["detseg_fp32"]["train"]["kernel_ms"]
+    assert r["own_kernel_bounds"]["bfloat16"]["latency_ratio_min"] == \
+        r["kernels"]["detseg"]["infer"]["kernel_ms"] / r["kernels"]["torchvision_amp"]["infer"]["total_ms"]
     assert all(0 < k[part]["share"] < 1 for k in r["kernels"].values() for part in ("train", "infer"))
     lines = _compare_lines({"faster_rcnn_r50_fpn": r}, checks)
     assert "bfloat16 autocast" in lines[0]
     assert lines[-4].startswith("  both fp32") and lines[-2].startswith("  both bfloat16")
     assert all(("PASS" in line or "MISS" in line) and line.count("goal") == 2 for line in lines[-4::2])
     assert "at most train" in lines[-3] and "at most train" in lines[-1]
+    assert "with detseg's own" in lines[-3] and "with detseg's own" in lines[-1]
 
 
 def test_on_a_cpu_without_bf16_the_default_ratios_are_the_fp32_goals(monkeypatch):
@@ -204,8 +226,8 @@ def test_compare_torchvision_quick_end_to_end(tmp_path, shapes_root):
     assert set(r["compare"]) == {"faster_rcnn_r50_fpn", "mask_rcnn_r50_fpn", "ssd300_vgg16"}
     for row in r["compare"].values():
         d, t = row["detseg"], row["torchvision"]
-        assert row["train_ratio"] == d["train_ips"] / t["train_ips"]
-        assert row["latency_ratio"] == d["latency_ms"] / t["latency_ms"]
+        assert row["train_ratio"] == pytest.approx(d["train_ips"] / t["train_ips"], rel=1e-12)  # one round
+        assert row["latency_ratio"] == pytest.approx(d["latency_ms"] / t["latency_ms"], rel=1e-12)
     o = r["overhead"]
     assert o["ratio"] == o["full_ms"] / o["backbone_neck_ms"]
     assert o["flop_ratio"] == pytest.approx(o["gflops"]["full"] / o["gflops"]["backbone_neck"]) and o["flop_ratio"] > 1
