@@ -186,9 +186,10 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
     kernels = result["kernels"]
     result["bounds"] = {label: bounds(kernels[tv]["train"], kernels[tv]["infer"])
                         for label, (tv, _) in _references(result).items()}
-    result["own_kernel_bounds"] = {label: own_kernel_bounds(kernels[tv]["train"], kernels[tv]["infer"],
-                                                            kernels[ds]["train"], kernels[ds]["infer"])
-                                   for label, (tv, ds) in _references(result).items()}
+    result["own_kernel_bounds"] = {
+        label: own_kernel_bounds(batch_size / result[tv]["train_ips"] * 1000, result[tv]["latency_ms"],
+                                 kernels[ds]["train"], kernels[ds]["infer"])
+        for label, (tv, ds) in _references(result).items()}
     if compiled_side is not None:
         result["detseg_compiled"] = {"latency_ms": statistics.median(infer["detseg_compiled"]) * 1000,
                                      "detections": detections["detseg_compiled"], "latency_s": infer["detseg_compiled"]}

@@ -132,8 +132,9 @@ def _bound_line(r: dict, label: str) -> str:
     own = r.get("own_kernel_bounds", {}).get(label)
     if own is None:
         return line
-    return (line + f"; with detseg's own ({ds['train']['kernel_ms']:.0f} / {ds['infer']['kernel_ms']:.0f} ms) "
-            f"at most {own['train_ratio_max']:.2f}x, at least {own['latency_ratio_min']:.2f}x")
+    return (line + f"; with detseg's own ({ds['train']['kernel_ms']:.0f} / {ds['infer']['kernel_ms']:.0f} ms "
+            f"against torchvision's timed step / prediction) at most {own['train_ratio_max']:.2f}x, "
+            f"at least {own['latency_ratio_min']:.2f}x")
 
 
 def _equal_precision_line(name: str, label: str, ratios: dict, checks: dict) -> str:
