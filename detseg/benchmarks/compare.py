@@ -183,18 +183,22 @@ def compare_model(name: str, batch_size: int = 2, rounds: int = 5, calls: int = 
         result["equal_fp32"] = _ratios(train, infer, "detseg", "torchvision")
     result["kernels"] = {side: {"train": kernel_share(s.train_step, profiled_calls),
                                 "infer": kernel_share(s.predict_one, profiled_calls)} for side, s in sides.items()}
-    kernels = result["kernels"]
-    result["bounds"] = {label: bounds(kernels[tv]["train"], kernels[tv]["infer"])
-                        for label, (tv, _) in _references(result).items()}
-    result["own_kernel_bounds"] = {
-        label: own_kernel_bounds(batch_size / result[tv]["train_ips"] * 1000, result[tv]["latency_ms"],
-                                 kernels[ds]["train"], kernels[ds]["infer"])
-        for label, (tv, ds) in _references(result).items()}
+    result.update(_floors(result))
     if compiled_side is not None:
         result["detseg_compiled"] = {"latency_ms": statistics.median(infer["detseg_compiled"]) * 1000,
                                      "detections": detections["detseg_compiled"], "latency_s": infer["detseg_compiled"]}
         result["compiled_latency_ratio"] = paired_ratio(infer, "detseg_compiled", "torchvision")
     return result
+
+
+def _floors(result: dict) -> dict:
+    """Per precision, the best ratios torchvision's kernels allow ("bounds") and those detseg's own allow."""
+    kernels, refs = result["kernels"], _references(result)
+    return {"bounds": {label: bounds(kernels[tv]["train"], kernels[tv]["infer"]) for label, (tv, _) in refs.items()},
+            "own_kernel_bounds": {
+                label: own_kernel_bounds(result["batch_size"] / result[tv]["train_ips"] * 1000,
+                                         result[tv]["latency_ms"], kernels[ds]["train"], kernels[ds]["infer"])
+                for label, (tv, ds) in refs.items()}}
 
 
 def _references(result: dict) -> dict:
