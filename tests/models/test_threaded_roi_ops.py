@@ -21,9 +21,9 @@ def random_rois(num: int, num_images: int, size: float, seed: int = 0) -> torch.
     ("roi_pool", lambda f, r: tra.threaded_roi_pool(f, r, 7, 0.25), lambda f, r: roi_pool(f, r, 7, 0.25)),
 ])
 def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, ref):
-    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
+    feats = torch.randn(2, 32, 20, 24, requires_grad=True)
     rois = random_rois(300, 2, 80)
-    assert tra._num_chunks(feats, rois) == 2 and len(_channel_slices(8, 300)) == 2  # the threaded paths
+    assert tra._num_chunks(feats, rois) == 2 and len(_channel_slices(32, 300)) == 2  # the threaded paths
     ours_out, ref_out = ours(feats, rois), ref(feats, rois)
     assert torch.equal(ours_out, ref_out)
     weights = torch.randn_like(ref_out)
@@ -41,7 +41,7 @@ def test_forward_is_bit_identical_and_gradient_matches(two_threads, op, ours, re
 def test_bf16_maps_of_a_cpu_autocast_pool_in_float32_and_come_back_in_bf16(two_threads, op, ours, ref, num_rois):
     """torchvision has no CPU autocast for roi_pool (it raised on bf16 maps with float32 boxes): both ops
     pool the float32 map, so boxes keep float32 coordinates, and return the map's dtype."""
-    feats = torch.randn(2, 8, 20, 24, requires_grad=True)
+    feats = torch.randn(2, 32, 20, 24, requires_grad=True)
     rois = random_rois(num_rois, 2, 80)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = feats.to(torch.bfloat16)
@@ -55,11 +55,14 @@ def test_bf16_maps_of_a_cpu_autocast_pool_in_float32_and_come_back_in_bf16(two_t
 def test_few_rois_or_one_thread_use_torchvision_directly(two_threads):
     feats = torch.randn(1, 4, 10, 10)
     assert tra._num_chunks(feats, random_rois(10, 1, 40)) == 1
-    assert _channel_slices(4, 10) == [slice(0, 4)]
-    assert _channel_slices(5, 500) == [slice(0, 2), slice(2, 5)]
+    assert _channel_slices(64, 10) == [slice(0, 64)]
+    assert _channel_slices(33, 500) == [slice(0, 16), slice(16, 33)]
+    assert _channel_slices(31, 500) == [slice(0, 31)]  # fewer than 16 channels a thread: one
+    torch.set_num_threads(8)
+    assert len(_channel_slices(256, 500)) == 8 and len(_channel_slices(64, 500)) == 4
     torch.set_num_threads(1)
     assert tra._num_chunks(feats, random_rois(500, 1, 40)) == 1
-    assert _channel_slices(4, 500) == [slice(0, 4)]
+    assert _channel_slices(256, 500) == [slice(0, 256)]
 
 
 @pytest.mark.parametrize("dtype, layout", [(torch.float32, torch.contiguous_format),
@@ -71,7 +74,7 @@ def test_multilevel_pooler_and_its_gradients_equal_multiscale_roialign_bit_for_b
     names, strides = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32]
     size = 512
     g = torch.Generator().manual_seed(1)
-    base = {n: torch.randn(2, 8, size // s, size // s, generator=g) for n, s in zip(names, strides)}
+    base = {n: torch.randn(2, 32, size // s, size // s, generator=g) for n, s in zip(names, strides)}
     boxes = []
     for _ in range(2):  # small to large boxes so every level gets RoIs (side >= 448 for p5)
         xy = torch.rand(200, 2, generator=g) * size * 0.1
@@ -96,13 +99,13 @@ def test_multilevel_pooler_and_its_gradients_equal_multiscale_roialign_bit_for_b
 
 
 def test_a_level_without_rois_gets_no_gradient_and_zero_rois_give_an_empty_result(two_threads):
-    maps = [torch.randn(1, 8, 32, 32, requires_grad=True), torch.randn(1, 8, 16, 16, requires_grad=True)]
+    maps = [torch.randn(1, 32, 32, 32, requires_grad=True), torch.randn(1, 32, 16, 16, requires_grad=True)]
     rois = random_rois(64, 1, 100)
     out = roi_align_levels(maps, rois, torch.zeros(64, dtype=torch.long), [0.25, 0.125], 7, 2)
     out.sum().backward()
     assert maps[0].grad.abs().sum() > 0 and maps[1].grad is None  # None: autograd's zero
     empty = roi_align_levels(maps, rois[:0], torch.zeros(0, dtype=torch.long), [0.25, 0.125], 7, 2)
-    assert empty.shape == (0, 8, 7, 7)
+    assert empty.shape == (0, 32, 7, 7)
 
 
 def test_roi_pool_and_spp_poolers_equal_torchvision_on_per_image_boxes(two_threads):
@@ -124,7 +127,7 @@ def test_inference_pooler_writes_every_level_into_one_output_bit_identically(two
     that gets no RoI and a map in channels-last order (the bf16 default)."""
     names, strides, size = ["p2", "p3", "p4", "p5"], [4, 8, 16, 32], 256
     g = torch.Generator().manual_seed(2)
-    features = {n: torch.randn(2, 8, size // s, size // s, generator=g).to(dtype, memory_format=torch.channels_last)
+    features = {n: torch.randn(2, 32, size // s, size // s, generator=g).to(dtype, memory_format=torch.channels_last)
                 for n, s in zip(names, strides)}
     xy = torch.rand(300, 2, generator=g) * size * 0.6
     wh = torch.rand(300, 2, generator=g) * 60 + 4  # nothing large enough for p5
@@ -137,4 +140,4 @@ def test_inference_pooler_writes_every_level_into_one_output_bit_identically(two
     floats = {n: f.float().contiguous() for n, f in features.items()}
     ref = MultiScaleRoIAlign(names, 7, 2)(floats, boxes, [(size, size)] * 2).to(dtype)
     assert ours.dtype == dtype and torch.equal(ours, ref)
-    assert none.shape == (0, 8, 7, 7)
+    assert none.shape == (0, 32, 7, 7)

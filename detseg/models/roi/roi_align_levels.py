@@ -19,6 +19,9 @@ from detseg.models.layers.op_threads import op_executor
 
 # Below this many RoIs a thread hand-off costs more than it saves.
 MIN_ROIS_TO_SPLIT = 32
+# Every thread's forward computes each RoI's sampling points and weights again: with fewer channels than
+# this per thread that repeated work outgrows the pooling itself.
+MIN_CHANNELS_PER_SLICE = 16
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _channel_slices(channels: int, num_rois: int) -> list[slice]:
-    parts = 1 if num_rois < MIN_ROIS_TO_SPLIT else max(1, min(torch.get_num_threads(), channels))
+    if num_rois < MIN_ROIS_TO_SPLIT:
+        return [slice(0, channels)]
+    parts = max(1, min(torch.get_num_threads(), channels // MIN_CHANNELS_PER_SLICE))
     edges = [channels * i // parts for i in range(parts + 1)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
