@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 
 from detseg.benchmarks.fresh_process import run_json
 

@@ -12,7 +12,6 @@ import copy
 import gc
 import io
 
-import numpy as np
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 

@@ -112,6 +112,19 @@ def test_probe_reports_its_own_peak_not_its_parents():
     assert peak_rss_mb() > big.nbytes / 2**20
 
 
+def test_peak_rss_falls_back_to_getrusage_without_proc(monkeypatch):
+    import resource
+
+    from detseg.benchmarks import memory
+
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(memory, "open", no_proc, raising=False)
+    expected = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+    assert memory.peak_rss_mb() == pytest.approx(expected, rel=0.05) and expected > 5
+
+
 def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
     from detseg.benchmarks.timing import interleaved_samples, paired_ratio
 

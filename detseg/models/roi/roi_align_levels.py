@@ -37,7 +37,8 @@ class _Plan:
     channel_slices: list[slice]
 
 
-def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
+def kernel_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype torchvision's RoIAlign / RoIPool kernels run in for maps of ``dtype``."""
     # bf16 / fp16 maps come from a CPU autocast: box coordinates need float32 (bf16 rounds 300 px to 2 px
     # steps), the kernels take one dtype for map and boxes, and torchvision's own autocast casts the same way
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
@@ -128,7 +129,7 @@ def roi_align_levels(maps: list[Tensor], rois: Tensor, levels: Tensor | None, sc
     """RoIAlign of the [K, 5] (image index, x1, y1, x2, y2) ``rois``, RoI k on ``maps[levels[k]]`` (``levels``
     None: one map), as torchvision.ops.roi_align / MultiScaleRoIAlign give it: [K, C, P, P] in the maps' dtype,
     differentiable with respect to the maps. CPU maps only."""
-    dtype = _kernel_dtype(maps[0].dtype)
+    dtype = kernel_dtype(maps[0].dtype)
     if levels is None:
         rows: list[Tensor | None] = [None]
         per_map = [rois.to(dtype)]

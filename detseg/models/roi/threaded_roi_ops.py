@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align, roi_pool
+from torchvision.ops import roi_pool
 
 from detseg.models.layers.op_threads import op_executor as _executor
+from detseg.models.roi.roi_align_levels import kernel_dtype
 
 # Below this many RoIs a thread hand-off costs more than it saves.
 MIN_ROIS_PER_CHUNK = 32
@@ -22,14 +23,13 @@ MIN_ROIS_PER_CHUNK = 32
 def _kernel_input(features: Tensor) -> tuple[Tensor, torch.dtype]:
     """A CPU map as the kernels read it, float32 NCHW, and the dtype to give the result back in.
 
-    bf16 / fp16 maps come from a CPU autocast: box coordinates need float32 (bf16 rounds 300 px to 2 px
-    steps), the kernels want one dtype for both, and torchvision registers no CPU autocast for roi_pool
-    (its roi_align's casts the same way). Channels-last maps (the bf16 default) are made NCHW here once:
-    the kernels would copy the whole map in every chunk's call."""
+    bf16 / fp16 maps from a CPU autocast are pooled in float32 (kernel_dtype): torchvision registers no
+    CPU autocast for roi_pool. Channels-last maps (the bf16 default) are made NCHW here once: the kernels
+    would copy the whole map in every chunk's call."""
     if features.device.type != "cpu":
         return features, features.dtype
     dtype = features.dtype
-    target = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+    target = kernel_dtype(dtype)
     # one pass for the cast and the layout (.float() then .contiguous() would copy a channels-last map twice)
     return features.to(target, memory_format=torch.contiguous_format), dtype
 
