@@ -16,12 +16,14 @@ def cpuinfo(monkeypatch):
     def use(text: str):
         monkeypatch.setattr(cpu, "_cpuinfo", lambda: text)
         cpu.cpu_flags.cache_clear()
+        cpu.cpu_vendor.cache_clear()
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", REAL_NATIVE_BF16)
     monkeypatch.setattr(precision, "cpu_has_avx512", REAL_AVX512)
     yield use
     cpu.cpu_flags.cache_clear()  # the next test reads this machine's flags again
+    cpu.cpu_vendor.cache_clear()
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="bf16 on the CPU goes through oneDNN")
@@ -61,3 +63,20 @@ def test_description_names_model_speed_flags_kernel_level_and_limit(cpuinfo, mon
     assert cpu.describe_cpu() == f"AMD EPYC 7R32 (avx2 fma; torch {capability}, ONEDNN_MAX_CPU_ISA=AVX2)"
     cpuinfo("")
     assert cpu.describe_cpu().endswith(f"(no SIMD flags read; torch {capability}, ONEDNN_MAX_CPU_ISA=AVX2)")
+
+
+
+@pytest.mark.skipif(not (torch.backends.mkldnn.is_available() and torch.backends.mkl.is_available()),
+                    reason="the comparison is between MKL's sgemm and oneDNN")
+def test_onednn_multiplies_faster_only_off_intel(cpuinfo, monkeypatch):
+    cpuinfo("vendor_id\t: AuthenticAMD\n" + EPYC)
+    assert cpu.cpu_vendor() == "AuthenticAMD" and cpu.onednn_matmul_is_faster()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # still faster than MKL there (1.15-1.3x)
+    assert cpu.onednn_matmul_is_faster()
+    cpuinfo("vendor_id\t: GenuineIntel\n" + EPYC.replace("AMD EPYC 9R14", "Intel Xeon"))  # MKL's own CPUs
+    assert not cpu.onednn_matmul_is_faster()
+    cpuinfo(EPYC)  # no vendor read: assume nothing
+    assert cpu.cpu_vendor() == "" and not cpu.onednn_matmul_is_faster()
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)  # another BLAS: not measured
+    cpuinfo("vendor_id\t: AuthenticAMD\n" + EPYC)
+    assert not cpu.onednn_matmul_is_faster()

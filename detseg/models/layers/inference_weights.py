@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from detseg.models.layers import cpu_linear
+from detseg.models.layers.graph_capture import capturing_graph
+
 
 _keeping = True
 
@@ -33,14 +36,6 @@ def made_at_each_call() -> Iterator[None]:
         yield
     finally:
         _keeping = before
-
-
-def capturing_graph() -> bool:
-    """Whether this call is being traced, scripted or compiled: then ops must stay ops (no kept tensors,
-    no thread pools), the graph is what is wanted."""
-    compiler = getattr(torch, "compiler", None)
-    compiling = compiler is not None and compiler.is_compiling()
-    return bool(compiling or torch.jit.is_tracing() or torch.jit.is_scripting())
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -101,7 +96,7 @@ class InferenceLinear(_DropsKeptWeightsInTraining, nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = inference_weights(self, "linear", lambda: (self.weight, self.bias), (self.weight, self.bias))
-        return nn.functional.linear(x, weight, bias)
+        return cpu_linear.linear(x, weight, bias)
 
 
 _KEPT = {nn.Conv2d: InferenceConv2d, nn.Linear: InferenceLinear}
