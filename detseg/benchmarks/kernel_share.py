@@ -1,9 +1,10 @@
 """How much of a step is convolution and matrix-multiply kernels: the floor under any implementation of the
 same model at the same precision.
 
-detseg and torchvision build the same layers and call the same oneDNN kernels for them, so the time those
-kernels take is common to both; only the rest (norm layers, activations, RoIAlign, NMS, box coding, Python)
-can differ. If torchvision spends a share ``s`` of its step in them, no implementation with those kernels
+detseg and torchvision build the same layers and, at the same precision and memory format, mostly call the
+same kernels for them, so the time those kernels take is common to both; only the rest (norm layers,
+activations, RoIAlign, NMS, box coding, Python) can differ. Where detseg calls other kernels (channels_last
+in fp32, oneDNN's linear where torchvision's goes to MKL), its own kernel time gives the second floor. If torchvision spends a share ``s`` of its step in them, no implementation with those kernels
 trains faster than ``1 / s`` times torchvision or answers in less than ``s`` of its latency. The profiler's
 own cost falls on the many small calls outside the kernels, so ``s`` is measured low and the bound is
 generous to detseg.
@@ -21,7 +22,8 @@ from torch.profiler import ProfilerActivity, profile
 KERNEL_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward",
               "aten::_slow_conv2d_backward", "aten::mm", "aten::addmm", "aten::bmm",
               "aten::_mkldnn_convolution", "aten::miopen_convolution", "aten::cudnn_convolution",
-              "aten::_convolution_pointwise", "mkldnn::_convolution_pointwise")
+              "aten::_convolution_pointwise", "mkldnn::_convolution_pointwise",
+              "mkldnn::_linear_pointwise")  # detseg's float32 linear on non-Intel CPUs (models.layers.cpu_linear)
 
 
 def is_kernel(op: str) -> bool:

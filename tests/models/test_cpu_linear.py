@@ -82,3 +82,18 @@ def test_models_linear_layers_take_it_in_training_and_inference(onednn_calls):
     with torch.no_grad():
         torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer[0].weight, layer[0].bias))
     assert len(onednn_calls) == 3
+
+
+def test_flop_counter_counts_it_as_torchs_linear(onednn_calls):
+    """Model summaries and the overhead benchmark count FLOPs with FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(fn) -> int:
+        x = torch.randn(96, 640, requires_grad=True)
+        weight = torch.randn(160, 640, requires_grad=True)
+        with FlopCounterMode(display=False) as counter:
+            fn(x, weight, None).sum().backward()
+        return counter.get_total_flops()
+
+    assert flops(cpu_linear.linear) == flops(torch.nn.functional.linear) == 3 * 2 * 96 * 640 * 160
+    assert len(onednn_calls) == 3

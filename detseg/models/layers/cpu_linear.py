@@ -19,6 +19,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils import flop_counter
 
 from detseg.models.layers.graph_capture import capturing_graph
 from detseg.utils.cpu import onednn_matmul_is_faster
@@ -32,6 +33,26 @@ MIN_MULTIPLY_ADDS = 1 << 23
 def _onednn_linear_available() -> bool:
     # torch's own oneDNN linear op (what inductor emits for CPU linears), present since torch 2.0
     return hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _linear_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 per multiply-add, as FlopCounterMode counts torch's linear (model summaries, the overhead
+    benchmark): each output element sums over x's last dimension (true of the op's binary overload too)."""
+    elements = 1
+    for size in out_shape:
+        elements *= size
+    return 2 * elements * x_shape[-1]
+
+
+def _count_flops_of_onednn_linear() -> None:
+    if not _onednn_linear_available():
+        return
+    op = torch.ops.mkldnn._linear_pointwise
+    if op not in flop_counter.flop_registry:  # a later torch may count it itself
+        flop_counter.register_flop_formula(op)(_linear_flops)
+
+
+_count_flops_of_onednn_linear()
 
 
 def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
