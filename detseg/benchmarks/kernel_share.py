@@ -4,10 +4,11 @@ same model at the same precision.
 detseg and torchvision build the same layers and, at the same precision and memory format, mostly call the
 same kernels for them, so the time those kernels take is common to both; only the rest (norm layers,
 activations, RoIAlign, NMS, box coding, Python) can differ. Where detseg calls other kernels (channels_last
-in fp32, oneDNN's linear where torchvision's goes to MKL), its own kernel time gives the second floor. If torchvision spends a share ``s`` of its step in them, no implementation with those kernels
-trains faster than ``1 / s`` times torchvision or answers in less than ``s`` of its latency. The profiler's
-own cost falls on the many small calls outside the kernels, so ``s`` is measured low and the bound is
-generous to detseg.
+in fp32, oneDNN's linear where torchvision's goes to MKL), its own kernel time gives the second floor. If
+torchvision spends a share ``s`` of its step in them, no implementation with those kernels trains faster
+than ``1 / s`` times torchvision or answers in less than ``s`` of its latency. The profiler's own cost
+falls on the many small calls outside the kernels, so ``s`` is measured low and the bound is generous to
+detseg.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils import flop_counter
 
-from detseg.models.layers.graph_capture import capturing_graph
+from detseg.models.layers.call_context import autocast_dtype, capturing_graph
 from detseg.utils.cpu import onednn_matmul_is_faster
 
 # Products below this many multiply-adds stay with torch's linear: 2 x 1024 -> 1470 (3 M) took 0.15 ms in
@@ -79,7 +79,7 @@ class _OneDnnLinear(torch.autograd.Function):
 def _through_onednn(x: Tensor, weight: Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.dim() == 2 and x.shape[0] * weight.shape[0] * weight.shape[1] >= MIN_MULTIPLY_ADDS
-            and not torch.is_autocast_enabled("cpu") and not capturing_graph()
+            and autocast_dtype("cpu") is None and not capturing_graph()
             and onednn_matmul_is_faster() and _onednn_linear_available())
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from detseg.models.layers import cpu_linear
-from detseg.models.layers.graph_capture import capturing_graph
+from detseg.models.layers.call_context import autocast_dtype, capturing_graph
 
 
 _keeping = True
@@ -38,17 +38,6 @@ def made_at_each_call() -> Iterator[None]:
         _keeping = before
 
 
-def _autocast_dtype(device_type: str) -> torch.dtype | None:
-    if device_type not in ("cpu", "cuda"):
-        return None
-    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
-        on = torch.is_autocast_enabled(device_type)
-        return torch.get_autocast_dtype(device_type) if on else None
-    if device_type == "cpu":  # the per-device functions torch 2.4 deprecated
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
-
-
 def _cast(tensor: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
     if tensor is None or dtype is None or not tensor.is_floating_point():
         return tensor
@@ -62,7 +51,7 @@ def inference_weights(module: nn.Module, slot: str, make: Callable[[], tuple[Ten
     if not _keeping or torch.is_grad_enabled() or capturing_graph():
         return make()
     present = [t for t in sources if t is not None]
-    dtype = _autocast_dtype(present[0].device.type)
+    dtype = autocast_dtype(present[0].device.type)
     key = (dtype, tuple((t.data_ptr(), t.device, t.dtype, t._version) for t in present))
     cache = module.__dict__.setdefault("_inference_weights", {})
     kept = cache.get(slot)

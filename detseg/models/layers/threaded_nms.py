@@ -14,7 +14,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms as torchvision_batched_nms
 from torchvision.ops import nms
 
-from detseg.models.layers.graph_capture import capturing_graph
+from detseg.models.layers.call_context import capturing_graph
 from detseg.models.layers.op_threads import op_executor
 
 # torchvision's batched_nms loops over groups above this many box coordinates on the CPU
