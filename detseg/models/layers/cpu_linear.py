@@ -14,6 +14,7 @@ linear op).
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -38,10 +39,7 @@ def _onednn_linear_available() -> bool:
 def _linear_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
     """2 per multiply-add, as FlopCounterMode counts torch's linear (model summaries, the overhead
     benchmark): each output element sums over x's last dimension (true of the op's binary overload too)."""
-    elements = 1
-    for size in out_shape:
-        elements *= size
-    return 2 * elements * x_shape[-1]
+    return 2 * math.prod(out_shape) * x_shape[-1]
 
 
 def _count_flops_of_onednn_linear() -> None:
@@ -63,7 +61,6 @@ class _OneDnnLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return _onednn(x, weight, bias)
 
     @staticmethod
@@ -72,7 +69,7 @@ class _OneDnnLinear(torch.autograd.Function):
         need_x, need_weight, need_bias = ctx.needs_input_grad
         grad_x = _onednn(grad, weight.t(), None) if need_x else None  # grad @ weight
         grad_weight = _onednn(grad.t(), x.t(), None) if need_weight else None  # grad^T @ x
-        grad_bias = grad.sum(0) if need_bias and ctx.has_bias else None
+        grad_bias = grad.sum(0) if need_bias else None  # False for a None bias
         return grad_x, grad_weight, grad_bias
 
 

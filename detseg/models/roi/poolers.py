@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import LevelMapper
 
+from detseg.models.layers.call_context import capturing_graph
 from detseg.models.roi.roi_align_levels import roi_align_levels
 from detseg.models.roi.threaded_roi_ops import as_rois, threaded_roi_pool
 
@@ -33,7 +34,7 @@ class RoIAlignPooler(nn.Module):
 
     def forward(self, features: dict[str, Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
         maps = [features[k] for k in self.in_features]
-        if maps[0].device.type != "cpu" or torch.jit.is_tracing():
+        if maps[0].device.type != "cpu" or capturing_graph():
             return self.op(features, boxes, image_sizes)
         levels = self.mapper(boxes) if len(maps) > 1 else None
         return roi_align_levels(maps, as_rois(boxes), levels, self.scales, self.resolution, self.sampling_ratio)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_pool
 
+from detseg.models.layers.call_context import capturing_graph
 from detseg.models.layers.op_threads import op_executor as _executor
 from detseg.models.roi.roi_align_levels import kernel_dtype
 
@@ -36,7 +37,7 @@ def _kernel_input(features: Tensor) -> tuple[Tensor, torch.dtype]:
 
 def _num_chunks(features: Tensor, rois: Tensor) -> int:
     # float32 only: other dtypes (fp64, CUDA's halves) take torchvision's own path and dtype handling
-    if features.device.type != "cpu" or features.dtype != torch.float32 or torch.jit.is_tracing():
+    if features.device.type != "cpu" or features.dtype != torch.float32 or capturing_graph():
         return 1
     return max(1, min(torch.get_num_threads(), len(rois) // MIN_ROIS_PER_CHUNK))
 
